@@ -1,0 +1,67 @@
+"""ipckit: one Channel API for moving data between processes on one host.
+
+Pick a transport by URL (``shm://``, ``mq://``, ``fifo://``, ``unix://``,
+``tcp://``) or make a pipe pair with :func:`pipe`; the code that sends and
+receives is the same whichever carries the bytes.
+"""
+
+from __future__ import annotations
+
+from ipckit.channel import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    Channel,
+    ChannelStats,
+    Listener,
+    connect,
+    listen,
+    open,  # noqa: A004 - the library's entry point, used as ipckit.open()
+    pipe,
+)
+from ipckit._transport import Capabilities
+from ipckit.errors import (
+    AuthenticationError,
+    ChannelClosed,
+    ChannelExists,
+    ChannelNotFound,
+    ConfigurationError,
+    Empty,
+    Full,
+    HandleClosed,
+    IPCError,
+    MessageTooLarge,
+    ProtocolError,
+    SerializationError,
+    Timeout,
+    TransportError,
+)
+from ipckit.serializers import Serializer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "AuthenticationError",
+    "Capabilities",
+    "Channel",
+    "ChannelClosed",
+    "ChannelExists",
+    "ChannelNotFound",
+    "ChannelStats",
+    "ConfigurationError",
+    "Empty",
+    "Full",
+    "HandleClosed",
+    "IPCError",
+    "Listener",
+    "MessageTooLarge",
+    "ProtocolError",
+    "SerializationError",
+    "Serializer",
+    "Timeout",
+    "TransportError",
+    "__version__",
+    "connect",
+    "listen",
+    "open",
+    "pipe",
+]

@@ -1,0 +1,73 @@
+"""The one deadline helper behind every ``timeout=`` argument.
+
+``None`` waits forever, ``0`` never blocks, a positive number is seconds. Callers
+turn a timeout into a :class:`Deadline` once, at the API edge, and pass it down so
+that retries (``EINTR``, spurious wake-ups, lock waits) never restart the clock.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from ipckit.errors import ConfigurationError
+
+__all__ = ["Deadline"]
+
+_monotonic = time.monotonic
+
+
+class Deadline:
+    """A point in time by which a blocking call must return."""
+
+    __slots__ = ("_end", "timeout")
+
+    def __init__(self, timeout: float | None) -> None:
+        if timeout is None:
+            self._end: float | None = None
+        else:
+            try:
+                seconds = float(timeout)
+            except (TypeError, ValueError):
+                raise ConfigurationError(
+                    f"timeout must be None, 0 or a number of seconds, not {timeout!r}"
+                ) from None
+            if seconds < 0 or math.isnan(seconds):
+                raise ConfigurationError(f"timeout must be None or >= 0, not {timeout!r}")
+            self._end = _monotonic() + seconds if seconds > 0 else 0.0
+        self.timeout = timeout
+
+    @property
+    def forever(self) -> bool:
+        """True when there is no deadline at all."""
+        return self._end is None
+
+    @property
+    def nonblocking(self) -> bool:
+        """True for ``timeout=0``: look once, never wait."""
+        return self._end == 0.0
+
+    def remaining(self) -> float | None:
+        """Seconds left (never negative), or ``None`` for no deadline."""
+        if self._end is None:
+            return None
+        if self._end == 0.0:
+            return 0.0
+        left = self._end - _monotonic()
+        return left if left > 0 else 0.0
+
+    def slice(self, longest: float) -> float:
+        """Seconds to sleep now: the time left, capped at ``longest``."""
+        left = self.remaining()
+        if left is None or left > longest:
+            return longest
+        return left
+
+    def expired(self) -> bool:
+        """True once the deadline has passed (always False for no deadline)."""
+        if self._end is None:
+            return False
+        return self._end == 0.0 or _monotonic() >= self._end
+
+
+FOREVER = Deadline(None)

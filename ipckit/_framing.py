@@ -1,0 +1,211 @@
+"""The one wire format every backend carries, as pure code over bytes.
+
+A frame is a 16-byte header followed by the payload::
+
+    offset  size  field
+    0       2     magic b"IK"
+    2       1     version (1)
+    3       1     serializer id (0 raw, 1 msgpack, 2 pickle, 3 json, 64-255 user)
+    4       1     flags (bit 0: out-of-band reference, bit 1: end of stream)
+    5       3     reserved, zero
+    8       8     payload length, unsigned little-endian
+
+Nothing here does I/O or reads a clock (the h11 style), so the decoder can be
+fed whole frames, single bytes or random splits, and any input either yields
+frames or raises :class:`~ipckit.errors.ProtocolError`. Lengths are checked
+against ``max_message_size`` before any payload buffer is allocated.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from typing_extensions import Buffer
+
+from ipckit.errors import ProtocolError
+
+__all__ = [
+    "FLAG_EOS",
+    "FLAG_OOB",
+    "HEADER",
+    "HEADER_SIZE",
+    "KNOWN_FLAGS",
+    "MAGIC",
+    "VERSION",
+    "Frame",
+    "FrameDecoder",
+    "decode_header",
+    "encode_frame",
+    "encode_header",
+]
+
+MAGIC = b"IK"
+VERSION = 1
+HEADER = struct.Struct("<2sBBB3xQ")
+HEADER_SIZE = HEADER.size
+#: The payload is a reference to a block carried out of band (shm, mq).
+FLAG_OOB = 0x01
+#: End of stream: the sender called shutdown(); no payload.
+FLAG_EOS = 0x02
+KNOWN_FLAGS = FLAG_OOB | FLAG_EOS
+
+_pack_header = HEADER.pack
+_pack_header_into = HEADER.pack_into
+_unpack_header = struct.Struct("<2sBBB3sQ").unpack_from
+_ZERO3 = bytes(3)
+
+#: Payloads at least this big are read straight into their own buffer.
+_DIRECT_THRESHOLD = 64 * 1024
+_CHUNK = 256 * 1024
+
+
+class Frame(NamedTuple):
+    """One decoded frame: who encoded it, its flags and its payload."""
+
+    serializer_id: int
+    flags: int
+    payload: Buffer
+
+
+def encode_header(serializer_id: int, flags: int, length: int) -> bytes:
+    """The 16 header bytes for a payload of ``length`` bytes."""
+    return _pack_header(MAGIC, VERSION, serializer_id, flags, length)
+
+
+def encode_frame(serializer_id: int, flags: int, payload: Buffer) -> bytes:
+    """Header and payload as one ``bytes`` (for small payloads)."""
+    view = memoryview(payload)
+    return _pack_header(MAGIC, VERSION, serializer_id, flags, view.nbytes) + view
+
+
+def decode_header(data: Buffer, offset: int, max_message_size: int) -> tuple[int, int, int]:
+    """Check and decode the header at ``offset``: ``(serializer_id, flags, length)``."""
+    try:
+        magic, version, ser, flags, reserved, length = _unpack_header(data, offset)
+    except struct.error as exc:
+        raise ProtocolError(f"truncated frame header: {exc}") from None
+    if magic != MAGIC:
+        raise ProtocolError(
+            f"bad frame magic {magic!r} (expected {MAGIC!r}): the peer is not speaking "
+            "the ipckit protocol or the stream is corrupt"
+        )
+    if version != VERSION:
+        raise ProtocolError(
+            f"frame version {version} is not supported (this ipckit speaks {VERSION}); "
+            "upgrade the older side"
+        )
+    if flags & ~KNOWN_FLAGS:
+        raise ProtocolError(f"frame has unknown flags 0x{flags:02x}")
+    if reserved != _ZERO3:
+        raise ProtocolError("frame header reserved bytes are not zero")
+    if length > max_message_size:
+        raise ProtocolError(
+            f"incoming frame claims {length} bytes, more than max_message_size="
+            f"{max_message_size}; if the peer really sends messages this large, raise "
+            "max_message_size on this end"
+        )
+    if flags & FLAG_EOS and length:
+        raise ProtocolError("end-of-stream frame carries a payload")
+    return ser, flags, length
+
+
+class FrameDecoder:
+    """Incremental decoder for a byte stream of frames.
+
+    Use :meth:`feed`, or for zero-copy reads fill :meth:`buffer` (e.g. with
+    ``readinto``) and report the count with :meth:`commit`; then take frames with
+    :meth:`next_frame` until it returns ``None``. Payloads of 64 KiB and more are
+    read directly into their own ``bytearray``, which the frame hands over.
+    """
+
+    __slots__ = ("_big", "_big_fill", "_big_head", "_buf", "_end", "_max", "_start")
+
+    def __init__(self, max_message_size: int) -> None:
+        self._max = max_message_size
+        self._buf = bytearray(_CHUNK)
+        self._start = 0
+        self._end = 0
+        self._big: bytearray | None = None
+        self._big_fill = 0
+        self._big_head = (0, 0)
+
+    @property
+    def pending(self) -> bool:
+        """True while part of a frame has been received but not all of it."""
+        return self._big is not None or self._end > self._start
+
+    def buffer(self) -> memoryview:
+        """A writable view to receive the next bytes into (never empty)."""
+        big = self._big
+        if big is not None:
+            return memoryview(big)[self._big_fill :]
+        buf = self._buf
+        if self._end == len(buf):
+            if self._start:
+                keep = self._end - self._start
+                buf[:keep] = buf[self._start : self._end]
+                self._start, self._end = 0, keep
+            else:
+                buf.extend(bytes(_CHUNK))
+        return memoryview(buf)[self._end :]
+
+    def commit(self, count: int) -> None:
+        """Record that ``count`` bytes were written into the last :meth:`buffer`."""
+        if self._big is not None:
+            self._big_fill += count
+        else:
+            self._end += count
+
+    def feed(self, data: Buffer) -> None:
+        """Copy ``data`` into the decoder."""
+        view = memoryview(data).cast("B")
+        while view.nbytes:
+            target = self.buffer()
+            n = min(target.nbytes, view.nbytes)
+            target[:n] = view[:n]
+            self.commit(n)
+            view = view[n:]
+            if self._big is None:
+                # Let a big payload claim its own buffer as soon as its header is in.
+                self._maybe_start_big()
+
+    def _maybe_start_big(self) -> None:
+        avail = self._end - self._start
+        if avail < HEADER_SIZE:
+            return
+        ser, flags, length = decode_header(self._buf, self._start, self._max)
+        if length < _DIRECT_THRESHOLD or avail >= HEADER_SIZE + length:
+            return
+        big = bytearray(length)
+        have = avail - HEADER_SIZE
+        body = self._start + HEADER_SIZE
+        big[:have] = self._buf[body : body + have]
+        self._big, self._big_fill, self._big_head = big, have, (ser, flags)
+        self._start = self._end = 0
+
+    def next_frame(self) -> Frame | None:
+        """The next complete frame, or ``None`` if more bytes are needed."""
+        big = self._big
+        if big is not None:
+            if self._big_fill < len(big):
+                return None
+            self._big = None
+            ser, flags = self._big_head
+            return Frame(ser, flags, big)
+        start = self._start
+        avail = self._end - start
+        if avail < HEADER_SIZE:
+            if not avail:
+                self._start = self._end = 0
+            return None
+        ser, flags, length = decode_header(self._buf, start, self._max)
+        total = HEADER_SIZE + length
+        if avail >= total:
+            body = start + HEADER_SIZE
+            payload = bytes(self._buf[body : start + total])
+            self._start = start + total
+            return Frame(ser, flags, payload)
+        if length >= _DIRECT_THRESHOLD:
+            self._maybe_start_big()
+        return None

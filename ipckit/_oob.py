@@ -1,0 +1,125 @@
+"""One-off shared-memory blocks that carry messages too big for a transport's unit.
+
+The sender writes the payload into a fresh block named ``<channel>.oob.<random>``
+and sends a small reference frame (flag ``FLAG_OOB``) through the channel; the
+receiver that takes the reference copies the payload out once and removes the
+block. A block whose reference is never taken (the receiver died, the channel was
+unlinked) is removed by the channel's ``unlink()``, which sweeps its prefix.
+
+Blocks are never registered with ``multiprocessing.resource_tracker``: the sender
+exiting must not remove a block the receiver has not read yet.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import secrets
+import struct
+from collections.abc import Sequence
+
+from typing_extensions import Buffer
+
+from ipckit._oserror import translate_os_errors
+from ipckit.errors import ProtocolError
+
+__all__ = ["SHM_DIR", "discard_block", "put_block", "read_block", "sweep_blocks"]
+
+SHM_DIR = "/dev/shm"
+_REF = struct.Struct("<QB")  # payload length, name length; the name follows
+
+
+def _path(name: str) -> str:
+    return os.path.join(SHM_DIR, name)
+
+
+def put_block(prefix: str, parts: Sequence[Buffer], mode: int = 0o600) -> bytes:
+    """Write ``parts`` into a new block and return the reference to send."""
+    views = [memoryview(p).cast("B") for p in parts]
+    total = sum(v.nbytes for v in views)
+    name = f"{prefix}.oob.{secrets.token_hex(8)}"
+    with translate_os_errors(f"creating an out-of-band block for {prefix}"):
+        fd = os.open(_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        try:
+            if total:
+                # Reserve the pages now: a full /dev/shm fails here, not with SIGBUS later.
+                os.posix_fallocate(fd, 0, total)
+                with mmap.mmap(fd, total) as mem:
+                    pos = 0
+                    for v in views:
+                        mem[pos : pos + v.nbytes] = v
+                        pos += v.nbytes
+        except BaseException:
+            os.close(fd)
+            os.unlink(_path(name))
+            raise
+        os.close(fd)
+    encoded = name.encode()
+    return _REF.pack(total, len(encoded)) + encoded
+
+
+def _parse(ref: Buffer) -> tuple[int, str]:
+    view = memoryview(ref)
+    if view.nbytes < _REF.size:
+        raise ProtocolError("out-of-band reference is truncated")
+    total, name_len = _REF.unpack_from(view, 0)
+    raw = bytes(view[_REF.size : _REF.size + name_len])
+    if len(raw) != name_len or view.nbytes != _REF.size + name_len:
+        raise ProtocolError("out-of-band reference has a bad length")
+    try:
+        name = raw.decode()
+    except UnicodeDecodeError:
+        raise ProtocolError("out-of-band reference name is not UTF-8") from None
+    if "/" in name or ".oob." not in name or name.startswith("."):
+        raise ProtocolError(f"out-of-band reference names an unexpected object {name!r}")
+    return total, name
+
+
+def read_block(ref: Buffer) -> bytes:
+    """Copy the payload out of the block named by ``ref`` and remove the block."""
+    total, name = _parse(ref)
+    with translate_os_errors(f"reading out-of-band block {name}"):
+        fd = os.open(_path(name), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            if size != total:
+                raise ProtocolError(
+                    f"out-of-band block {name} holds {size} bytes, the reference says {total}"
+                )
+            if not total:
+                return b""
+            with mmap.mmap(fd, total, prot=mmap.PROT_READ) as mem:
+                return mem[:total]
+        finally:
+            os.close(fd)
+            try:
+                os.unlink(_path(name))
+            except FileNotFoundError:
+                pass
+
+
+def discard_block(ref: Buffer) -> None:
+    """Remove the block named by ``ref`` without reading it."""
+    try:
+        _, name = _parse(ref)
+        os.unlink(_path(name))
+    except (ProtocolError, FileNotFoundError):
+        pass
+
+
+def sweep_blocks(prefix: str) -> int:
+    """Remove every block left under ``prefix``; return how many."""
+    removed = 0
+    start = f"{prefix}.oob."
+    try:
+        names = os.listdir(SHM_DIR)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        if name.startswith(start):
+            try:
+                os.unlink(_path(name))
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed

@@ -1,0 +1,415 @@
+"""Frames over a pair of non-blocking byte-stream descriptors (pipes, sockets).
+
+Invariants:
+- A frame is either not started or finished: timeouts, shutdown and interrupts
+  act only at frame boundaries, so the peer never sees a torn frame from a live
+  sender. (A sender that dies mid-frame leaves a truncated stream, which the
+  receiver reports as ChannelClosed after the complete frames.)
+- The receiver reads in large chunks and decodes every frame in them, so a burst
+  of small messages costs one system call, not two per message.
+- Waits go through ``poll`` on the data descriptor plus a per-handle eventfd that
+  ``interrupt``/``shutdown`` signal; the eventfd is recreated after ``fork`` so a
+  child's close never wakes the parent's waiters.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from ipckit._deadline import Deadline
+from ipckit._framing import FLAG_EOS, HEADER_SIZE, Frame, FrameDecoder, encode_header
+from ipckit._oserror import os_error_to_ipc
+from ipckit._transport import Capabilities, OutFrame, TransportStats
+from ipckit.errors import ChannelClosed, Empty, Full, HandleClosed
+
+__all__ = ["StreamTransport"]
+
+_POLLIN = select.POLLIN
+_POLLOUT = select.POLLOUT
+_POLL_BAD = select.POLLERR | select.POLLHUP | select.POLLNVAL
+#: Frames smaller than this are joined to their header and written with one write().
+_SMALL = 8 * 1024
+#: Most buffers handed to one writev() (Linux IOV_MAX is 1024).
+_IOV_BATCH = 512
+
+_EOS_FRAME = encode_header(0, FLAG_EOS, 0)
+
+
+def _ms(deadline: Deadline) -> int | None:
+    left = deadline.remaining()
+    if left is None:
+        return None
+    return int(left * 1000) + (0 if left * 1000 == int(left * 1000) else 1)
+
+
+class StreamTransport:
+    """A duplex (or one-way) frame transport over stream descriptors.
+
+    ``rfd``/``wfd`` may be the same descriptor (a socket) or two (a pipe pair);
+    either may be ``None`` for a one-way end. The transport owns them and closes
+    them with :meth:`close` (through ``on_close`` when the caller owns an object,
+    such as a socket, that must be closed instead).
+    """
+
+    def __init__(
+        self,
+        rfd: int | None,
+        wfd: int | None,
+        *,
+        url: str,
+        max_message_size: int,
+        capabilities: Capabilities,
+        reducer: Callable[[StreamTransport], tuple[Callable[..., object], tuple[object, ...]]]
+        | None = None,
+        on_close: Callable[[], None] | None = None,
+        write: Callable[[int, bytes], int] = os.write,
+        writev: Callable[[int, Sequence[bytes | memoryview]], int] = os.writev,
+    ) -> None:
+        self.url = url
+        self.capabilities = capabilities
+        self._rfd = rfd
+        self._wfd = wfd
+        for fd in {rfd, wfd} - {None}:
+            assert fd is not None
+            os.set_blocking(fd, False)
+        self._decoder = FrameDecoder(max_message_size)
+        self._ready: deque[Frame] = deque()
+        self._reducer = reducer
+        self._on_close = on_close
+        self._write = write
+        self._writev = writev
+        self._eof = False  # the peer closed its side or sent end-of-stream
+        self._shut = False  # shutdown() was called on this handle
+        self._eos_sent = False
+        self._interrupted = False
+        self._wlock = threading.Lock()
+        self._wake_fd = -1
+        self._wake_pid = -1
+        self._rpoll: select.poll | None = None
+        self._wpoll: select.poll | None = None
+
+    # -- waiting ----------------------------------------------------------------------
+
+    def _ensure_wake(self) -> int:
+        pid = os.getpid()
+        if self._wake_pid != pid:
+            # After fork the inherited eventfd is shared with the parent: replace it.
+            self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+            self._wake_pid = pid
+            self._rpoll = self._wpoll = None
+        return self._wake_fd
+
+    def _poller(self, fd: int, events: int, reading: bool) -> select.poll:
+        wake = self._ensure_wake()
+        poller = self._rpoll if reading else self._wpoll
+        if poller is None:
+            poller = select.poll()
+            poller.register(fd, events)
+            poller.register(wake, _POLLIN)
+            if reading:
+                self._rpoll = poller
+            else:
+                self._wpoll = poller
+        return poller
+
+    def _wait(self, fd: int, events: int, deadline: Deadline, reading: bool) -> bool:
+        """Wait until ``fd`` is ready; False on timeout. Raises on interrupt."""
+        poller = self._poller(fd, events, reading)
+        while True:
+            if self._interrupted:
+                raise HandleClosed(f"this handle on {self.url} was closed")
+            result = poller.poll(_ms(deadline))
+            if not result:
+                return False
+            for rfd, _ in result:
+                if rfd == fd:
+                    return True
+            if self._interrupted:
+                raise HandleClosed(f"this handle on {self.url} was closed")
+            if reading or self._shut:
+                return True  # re-check state (shutdown) in the caller
+
+    # -- receiving --------------------------------------------------------------------
+
+    def _read_some(self) -> bool:
+        """One non-blocking read; decode what came. False if nothing was ready."""
+        rfd = self._rfd
+        assert rfd is not None
+        decoder = self._decoder
+        try:
+            n = os.readv(rfd, [decoder.buffer()])
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.ECONNRESET, errno.EPIPE):
+                n = 0
+            else:
+                raise os_error_to_ipc(exc, f"reading from {self.url}") from exc
+        if n == 0:
+            self._eof = True
+            return True
+        decoder.commit(n)
+        ready = self._ready
+        while True:
+            frame = decoder.next_frame()
+            if frame is None:
+                return True
+            if frame.flags & FLAG_EOS:
+                self._eof = True
+                return True
+            ready.append(frame)
+
+    def _end_of_stream(self) -> ChannelClosed:
+        if self._decoder.pending and self._eof:
+            return ChannelClosed(
+                f"the peer on {self.url} went away in the middle of a message; "
+                "every complete message before it was delivered"
+            )
+        return ChannelClosed(f"end of stream on {self.url}: the peer closed or shut down")
+
+    def recv_frames(self, max_items: int, deadline: Deadline) -> list[Frame]:
+        """Return 1..max_items frames; see :class:`~ipckit._transport.Transport`."""
+        rfd = self._rfd
+        if rfd is None:
+            raise HandleClosed(f"this end of {self.url} only sends")
+        ready = self._ready
+        while not ready:
+            if self._eof:
+                raise self._end_of_stream()
+            if self._read_some():
+                continue
+            if self._shut:
+                raise ChannelClosed(f"{self.url} was shut down and nothing is left")
+            if deadline.nonblocking or not self._wait(rfd, _POLLIN, deadline, True):
+                raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
+        if max_items == 1:
+            return [ready.popleft()]
+        out = []
+        while ready and len(out) < max_items:
+            out.append(ready.popleft())
+        return out
+
+    def poll(self, deadline: Deadline) -> bool:
+        """True when a frame or the end of the stream is ready."""
+        rfd = self._rfd
+        if rfd is None:
+            return False
+        while True:
+            if self._ready or self._eof:
+                return True
+            if self._read_some():
+                continue
+            if self._shut:
+                return True
+            if deadline.nonblocking or not self._wait(rfd, _POLLIN, deadline, True):
+                return False
+
+    # -- sending ----------------------------------------------------------------------
+
+    def send_frames(self, frames: Sequence[OutFrame], deadline: Deadline) -> None:
+        """Write every frame in order; ``Full(sent=k)`` if time runs out between frames."""
+        wfd = self._wfd
+        if wfd is None:
+            raise HandleClosed(f"this end of {self.url} only receives")
+        with self._wlock:
+            try:
+                if len(frames) == 1 and frames[0].nbytes < _SMALL:
+                    self._send_one_small(wfd, frames[0], deadline)
+                else:
+                    self._send_vectored(wfd, frames, deadline)
+            finally:
+                if self._shut and not self._eos_sent:
+                    self._finish_shutdown()
+
+    def _closed_for_send(self) -> ChannelClosed:
+        if self._shut:
+            return ChannelClosed(f"{self.url} was shut down; no more messages can be sent")
+        return ChannelClosed(f"the peer on {self.url} has closed or shut down the channel")
+
+    def _send_one_small(self, wfd: int, frame: OutFrame, deadline: Deadline) -> None:
+        data = encode_header(frame.serializer_id, frame.flags, frame.nbytes) + frame.payload
+        while True:
+            if self._shut or self._eof:
+                raise self._closed_for_send()
+            try:
+                n = self._write(wfd, data)
+            except (BlockingIOError, InterruptedError):
+                if deadline.nonblocking or not self._wait(wfd, _POLLOUT, deadline, False):
+                    raise Full(f"{self.url} stayed full for timeout={deadline.timeout}") from None
+                continue
+            except OSError as exc:
+                raise os_error_to_ipc(exc, f"writing to {self.url}") from exc
+            if n < len(data):
+                # Only possible above PIPE_BUF: finish the frame whatever the deadline.
+                self._write_rest(wfd, [memoryview(data)[n:]])
+            return
+
+    def _send_vectored(self, wfd: int, frames: Sequence[OutFrame], deadline: Deadline) -> None:
+        index = 0
+        total = len(frames)
+        while index < total:
+            if self._shut or self._eof:
+                raise self._closed_for_send()
+            stop = min(total, index + _IOV_BATCH // 2)
+            bufs: list[bytes | memoryview] = []
+            ends: list[int] = []
+            size = 0
+            for f in frames[index:stop]:
+                bufs.append(encode_header(f.serializer_id, f.flags, f.nbytes))
+                if f.nbytes:
+                    bufs.append(memoryview(f.payload).cast("B"))
+                size += HEADER_SIZE + f.nbytes
+                ends.append(size)
+            try:
+                n = self._writev(wfd, bufs)
+            except (BlockingIOError, InterruptedError):
+                if deadline.nonblocking or not self._wait(wfd, _POLLOUT, deadline, False):
+                    raise Full(
+                        f"{self.url} stayed full for timeout={deadline.timeout}", sent=index
+                    ) from None
+                continue
+            except OSError as exc:
+                raise os_error_to_ipc(exc, f"writing to {self.url}") from exc
+            done = 0
+            while done < len(ends) and ends[done] <= n:
+                done += 1
+            if done < len(ends) and n > (ends[done - 1] if done else 0):
+                # Part of a frame is out: finish that frame, ignoring the deadline.
+                self._write_rest(wfd, _skip(bufs, n), until=ends[done] - n)
+                done += 1
+            index += done
+
+    def _write_rest(self, wfd: int, bufs: list[memoryview], until: int | None = None) -> None:
+        """Write ``until`` more bytes (default: all of ``bufs``), blocking as needed."""
+        remaining = sum(b.nbytes for b in bufs) if until is None else until
+        while remaining:
+            take: list[memoryview] = []
+            size = 0
+            for b in bufs:
+                if size >= remaining:
+                    break
+                piece = b[: remaining - size]
+                take.append(piece)
+                size += piece.nbytes
+            try:
+                n = self._writev(wfd, take)
+            except (BlockingIOError, InterruptedError):
+                self._wait_writable_forever(wfd)
+                continue
+            except OSError as exc:
+                raise os_error_to_ipc(exc, f"writing to {self.url}") from exc
+            remaining -= n
+            bufs = _skip(take, n)
+
+    def _wait_writable_forever(self, wfd: int) -> None:
+        poller = self._poller(wfd, _POLLOUT, False)
+        while True:
+            for fd, events in poller.poll(None):
+                if fd == wfd and events & (_POLLOUT | _POLL_BAD):
+                    return
+            if self._interrupted:
+                # Mid-frame and the handle is closing: the frame cannot be finished.
+                raise HandleClosed(f"this handle on {self.url} was closed mid-message")
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def _finish_shutdown(self) -> None:
+        self._eos_sent = True
+        wfd = self._wfd
+        if wfd is None:
+            return
+        try:
+            self._write(wfd, _EOS_FRAME)
+        except OSError:
+            pass  # peer gone or pipe full: closing the descriptor below still ends the stream
+        self._close_write()
+
+    def _close_write(self) -> None:
+        wfd, self._wfd = self._wfd, None
+        if wfd is not None and wfd != self._rfd:
+            os.close(wfd)
+        self._wpoll = None
+
+    def shutdown(self) -> None:
+        """Send end-of-stream to the peer and stop sending; receivers drain, then end."""
+        if self._shut:
+            return
+        self._shut = True
+        if self._wlock.acquire(blocking=False):
+            try:
+                if not self._eos_sent:
+                    self._finish_shutdown()
+            finally:
+                self._wlock.release()
+        self._signal_wake()
+
+    def _signal_wake(self) -> None:
+        try:
+            os.eventfd_write(self._ensure_wake(), 1)
+        except OSError:
+            pass
+
+    def interrupt(self) -> None:
+        """Wake blocked calls on this handle so they raise ``HandleClosed``."""
+        self._interrupted = True
+        self._signal_wake()
+
+    def close(self) -> None:
+        """Close every descriptor this handle owns."""
+        rfd, wfd = self._rfd, self._wfd
+        self._rfd = self._wfd = None
+        self._rpoll = self._wpoll = None
+        if self._wake_pid == os.getpid() and self._wake_fd >= 0:
+            os.close(self._wake_fd)
+        self._wake_fd = -1
+        if self._on_close is not None:
+            self._on_close()
+            return
+        for fd in {rfd, wfd} - {None}:
+            assert fd is not None
+            os.close(fd)
+
+    def unlink(self) -> None:
+        """Nothing to remove: stream channels have no name that outlives them."""
+
+    def stats(self) -> TransportStats:
+        """Streams know no message counts beyond this handle's own."""
+        return TransportStats()
+
+    def fileno(self) -> int:
+        """The receiving descriptor."""
+        if self._rfd is None:
+            raise HandleClosed(f"this end of {self.url} has no receiving descriptor")
+        return self._rfd
+
+    def read_fd(self) -> int | None:
+        """The receiving descriptor, or None (for reducers)."""
+        return self._rfd
+
+    def write_fd(self) -> int | None:
+        """The sending descriptor, or None (for reducers)."""
+        return self._wfd
+
+    def reducer(self) -> tuple[Callable[..., object], tuple[object, ...]]:
+        """How to rebuild this end in a child process."""
+        if self._reducer is None:
+            raise TypeError(f"a channel on {self.url} cannot be passed to another process")
+        return self._reducer(self)
+
+
+def _skip(bufs: Sequence[bytes | memoryview], n: int) -> list[memoryview]:
+    """The buffers left after the first ``n`` bytes of ``bufs`` were written."""
+    out: list[memoryview] = []
+    for b in bufs:
+        view = b if isinstance(b, memoryview) else memoryview(b)
+        if n >= view.nbytes:
+            n -= view.nbytes
+            continue
+        out.append(view[n:])
+        n = 0
+    return out

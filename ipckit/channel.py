@@ -1,0 +1,567 @@
+"""The uniform face of every transport: :class:`Channel`, :class:`Listener` and the
+functions that make them (:func:`open`, :func:`pipe`, :func:`listen`, :func:`connect`).
+
+``Channel`` owns everything the backends share: serialization, the size limit,
+timeouts, batching, per-handle thread safety, statistics, closing and pickling.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from typing_extensions import Buffer, Self
+
+from ipckit._deadline import FOREVER, Deadline
+from ipckit._framing import Frame
+from ipckit._transport import Capabilities, ListenerTransport, OutFrame, Transport
+from ipckit._url import OptionSpec, parse_url, resolve_options
+from ipckit.backends import get_backend
+from ipckit.errors import (
+    ChannelClosed,
+    ConfigurationError,
+    Empty,
+    Full,
+    HandleClosed,
+    MessageTooLarge,
+    SerializationError,
+)
+from ipckit.serializers import (
+    PICKLE_ID,
+    RAW_ID,
+    Serializer,
+    resolve_serializer,
+    serializer_id_of,
+    serializer_name,
+)
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "Channel",
+    "ChannelStats",
+    "Listener",
+    "connect",
+    "listen",
+    "open",
+    "pipe",
+]
+
+#: The default ``max_message_size``: 64 MiB.
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+
+COMMON_OPTIONS: Mapping[str, OptionSpec] = {
+    "serializer": OptionSpec("object", None, "msgpack (default), pickle, json, raw or an object"),
+    "max_message_size": OptionSpec("size", DEFAULT_MAX_MESSAGE_SIZE, "largest message accepted"),
+}
+
+SerializerSpec = str | Serializer | None
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Counters for one handle plus channel-wide figures where the backend knows them.
+
+    ``messages_*``/``bytes_*`` count this handle's traffic (payload bytes).
+    ``depth`` (messages waiting), ``capacity`` (bytes, or messages for ``mq://``) and
+    ``high_water`` are channel-wide and ``None`` where the transport cannot know.
+    ``extra`` holds backend-specific figures (see docs/backends.md).
+    """
+
+    url: str
+    messages_sent: int
+    messages_received: int
+    bytes_sent: int
+    bytes_received: int
+    depth: int | None
+    capacity: int | None
+    high_water: int | None
+    extra: Mapping[str, int | float | str] = field(default_factory=dict)
+
+
+def _nbytes(payload: Buffer) -> int:
+    if type(payload) is bytes or type(payload) is bytearray:
+        return len(payload)
+    return memoryview(payload).nbytes
+
+
+class Channel:
+    """One handle on a channel: send and receive messages, whatever the transport.
+
+    Make one with :func:`ipckit.open`, :func:`ipckit.pipe`, :meth:`Listener.accept`
+    or :func:`ipckit.connect`. A handle is safe to share between threads. Close it
+    with :meth:`close` or a ``with`` block; an unclosed handle warns
+    (``ResourceWarning``) when garbage-collected, like an unclosed file.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        serializer: SerializerSpec = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self._transport = transport
+        self._serializer_spec = serializer
+        ser = resolve_serializer(serializer)
+        self._serializer = ser
+        self._ser_id = serializer_id_of(ser)
+        self._dumps = ser.dumps
+        self._loads = ser.loads
+        self._max = max_message_size
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self._closed = False
+        self._messages_sent = 0
+        self._messages_received = 0
+        self._bytes_sent = 0
+        self._bytes_received = 0
+
+    # -- properties -------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The endpoint this handle is connected to."""
+        return self._transport.url
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the transport under this handle can do (a frozen dataclass)."""
+        return self._transport.capabilities
+
+    @property
+    def serializer(self) -> Serializer:
+        """The serializer this handle encodes and decodes with."""
+        return self._serializer
+
+    @property
+    def max_message_size(self) -> int:
+        """The largest message, in bytes, this handle sends or accepts."""
+        return self._max
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    # -- sending ----------------------------------------------------------------------
+
+    def _encode(self, obj: Any) -> OutFrame:
+        try:
+            payload = self._dumps(obj)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise SerializationError(
+                f"serializer {serializer_name(self._ser_id)} could not encode "
+                f"{type(obj).__name__}: {exc}"
+            ) from exc
+        n = _nbytes(payload)
+        if n > self._max:
+            raise self._too_large(n)
+        return OutFrame(self._ser_id, 0, payload, n)
+
+    def _too_large(self, n: int) -> MessageTooLarge:
+        return MessageTooLarge(
+            f"message of {n} bytes exceeds max_message_size={self._max} on {self.url}; "
+            "pass a larger max_message_size= to both ends, or split the message"
+        )
+
+    def send(self, obj: Any, timeout: float | None = None) -> None:
+        """Send one object, encoded by this handle's serializer.
+
+        Blocks while the channel is full: ``timeout=None`` waits forever, ``0`` never
+        waits, a number waits that many seconds.
+
+        Raises:
+            SerializationError: the serializer cannot encode ``obj`` (nothing is sent).
+            MessageTooLarge: the encoded message exceeds ``max_message_size``.
+            Full: the channel stayed full until the timeout.
+            ChannelClosed: the channel was shut down or the peer is gone.
+        """
+        if self._closed:
+            raise self._closed_error()
+        self._send((self._encode(obj),), timeout)
+
+    def send_bytes(self, data: Buffer, timeout: float | None = None) -> None:
+        """Send raw bytes, bypassing the serializer. Raises as :meth:`send`."""
+        if self._closed:
+            raise self._closed_error()
+        try:
+            n = _nbytes(data)
+        except TypeError:
+            raise SerializationError(
+                f"send_bytes takes a bytes-like object, not {type(data).__name__}; "
+                "use send() for objects"
+            ) from None
+        if n > self._max:
+            raise self._too_large(n)
+        self._send((OutFrame(RAW_ID, 0, data, n),), timeout)
+
+    def send_many(self, objs: Iterable[Any], timeout: float | None = None) -> None:
+        """Send several objects in order with one synchronisation where the backend can.
+
+        Every object is encoded before anything is sent, so an encoding error or an
+        oversized message sends nothing. If time runs out part-way, :class:`Full` is
+        raised and its ``sent`` attribute says how many went out.
+        """
+        if self._closed:
+            raise self._closed_error()
+        frames = [self._encode(obj) for obj in objs]
+        if frames:
+            self._send(frames, timeout)
+
+    def _send(self, frames: tuple[OutFrame, ...] | list[OutFrame], timeout: float | None) -> None:
+        deadline = FOREVER if timeout is None else Deadline(timeout)
+        lock = self._send_lock
+        if not lock.acquire(timeout=-1 if timeout is None else deadline.remaining() or 0):
+            raise Full(f"another thread is still sending on {self.url}; timed out waiting")
+        try:
+            if self._closed:
+                raise self._closed_error()
+            self._transport.send_frames(frames, deadline)
+            self._messages_sent += len(frames)
+            self._bytes_sent += sum(f.nbytes for f in frames)
+        except Full as exc:
+            self._messages_sent += exc.sent
+            self._bytes_sent += sum(f.nbytes for f in frames[: exc.sent])
+            raise
+        finally:
+            lock.release()
+
+    # -- receiving --------------------------------------------------------------------
+
+    def _recv_frames(self, max_items: int, timeout: float | None) -> list[Frame]:
+        deadline = FOREVER if timeout is None else Deadline(timeout)
+        lock = self._recv_lock
+        if not lock.acquire(timeout=-1 if timeout is None else deadline.remaining() or 0):
+            raise Empty(f"another thread is still receiving on {self.url}; timed out waiting")
+        try:
+            if self._closed:
+                raise self._closed_error()
+            frames = self._transport.recv_frames(max_items, deadline)
+            self._messages_received += len(frames)
+            for frame in frames:
+                self._bytes_received += _nbytes(frame.payload)
+            return frames
+        finally:
+            lock.release()
+
+    def _decode(self, frame: Frame) -> Any:
+        ident = frame.serializer_id
+        if ident == self._ser_id:
+            try:
+                return self._loads(frame.payload)
+            except SerializationError as exc:
+                if exc.payload is None:
+                    exc.payload = bytes(frame.payload)
+                    exc.serializer_id = ident
+                raise
+            except Exception as exc:
+                raise SerializationError(
+                    f"serializer {serializer_name(ident)} could not decode a message: {exc}",
+                    payload=bytes(frame.payload),
+                    serializer_id=ident,
+                ) from exc
+        if ident == RAW_ID:
+            return bytes(frame.payload)
+        if ident == PICKLE_ID:
+            raise SerializationError(
+                "refused a pickle message: unpickling runs code chosen by the sender; open "
+                "this end with serializer='pickle' if you trust the peer",
+                payload=bytes(frame.payload),
+                serializer_id=ident,
+            )
+        raise SerializationError(
+            f"the sender used serializer {serializer_name(ident)} but this end uses "
+            f"{serializer_name(self._ser_id)}; open both ends with the same serializer= "
+            "(the message is in this exception's payload attribute)",
+            payload=bytes(frame.payload),
+            serializer_id=ident,
+        )
+
+    def recv(self, timeout: float | None = None) -> Any:
+        """Receive one object, decoded by this handle's serializer.
+
+        A message sent with :meth:`send_bytes` comes back as ``bytes``.
+
+        Raises:
+            Empty: nothing arrived before the timeout (``0``: nothing was ready).
+            ChannelClosed: the peer is gone or the stream ended, and nothing is left.
+            SerializationError: the message cannot be decoded (it is consumed, and its
+                bytes are in the exception's ``payload``); the channel stays usable.
+            ProtocolError: the peer sent a corrupt frame.
+        """
+        return self._decode(self._recv_frames(1, timeout)[0])
+
+    def recv_bytes(self, timeout: float | None = None) -> bytes:
+        """Receive one message's raw payload, whatever serializer encoded it."""
+        payload = self._recv_frames(1, timeout)[0].payload
+        return payload if type(payload) is bytes else bytes(payload)
+
+    def recv_many(self, max_items: int = 100, timeout: float | None = None) -> list[Any]:
+        """Receive between 1 and ``max_items`` objects with one synchronisation.
+
+        Waits (up to ``timeout``) for the first message, then takes whatever else is
+        already there without waiting. Raises as :meth:`recv`; a message that fails
+        to decode raises after the ones before it are counted as received.
+        """
+        if max_items < 1:
+            raise ConfigurationError(f"max_items must be at least 1, not {max_items}")
+        return [self._decode(f) for f in self._recv_frames(max_items, timeout)]
+
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        """True if a message (or the end of the stream) is ready to receive."""
+        if self._closed:
+            raise self._closed_error()
+        return self._transport.poll(FOREVER if timeout is None else Deadline(timeout))
+
+    def __iter__(self) -> Iterator[Any]:
+        """Receive objects until the channel is closed or shut down."""
+        while True:
+            try:
+                yield self.recv()
+            except ChannelClosed:
+                return
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def _closed_error(self) -> HandleClosed:
+        return HandleClosed(f"this handle on {self.url} is closed; open a new one")
+
+    def shutdown(self) -> None:
+        """End the stream for everyone: blocked peers wake, senders get
+        :class:`ChannelClosed`, receivers drain what is left, then get it too."""
+        if self._closed:
+            raise self._closed_error()
+        self._transport.shutdown()
+
+    def close(self) -> None:
+        """Release this handle; idempotent. Other handles and the channel live on.
+
+        Threads blocked in this handle wake with :class:`HandleClosed`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._transport.interrupt()
+        with self._send_lock, self._recv_lock:
+            self._transport.close()
+
+    def unlink(self) -> None:
+        """Remove the channel's named OS objects (the creator's job); idempotent.
+
+        Handles already open keep working until closed; new attaches fail. A no-op
+        for unnamed channels (pipes, sockets).
+        """
+        self._transport.unlink()
+
+    def fileno(self) -> int:
+        """A descriptor that polls readable when a message is ready (where supported)."""
+        if self._closed:
+            raise self._closed_error()
+        return self._transport.fileno()
+
+    def stats(self) -> ChannelStats:
+        """A snapshot of this handle's counters and the channel-wide figures."""
+        ts = self._transport.stats()
+        return ChannelStats(
+            url=self.url,
+            messages_sent=self._messages_sent,
+            messages_received=self._messages_received,
+            bytes_sent=self._bytes_sent,
+            bytes_received=self._bytes_received,
+            depth=ts.depth,
+            capacity=ts.capacity,
+            high_water=ts.high_water,
+            extra=dict(ts.extra),
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        warnings.warn(
+            f"unclosed ipckit channel {self.url}; call close() or use a with block",
+            ResourceWarning,
+            stacklevel=2,
+            source=self,
+        )
+        try:
+            self.close()
+        except Exception:  # noqa: S110 - nothing useful to do while collecting garbage
+            pass
+
+    def __reduce__(self) -> tuple[Callable[..., Channel], tuple[Any, ...]]:
+        if self._closed:
+            raise self._closed_error()
+        rebuild, args = self._transport.reducer()
+        return _rebuild_channel, (rebuild, args, self._serializer_spec, self._max)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<ipckit.Channel {self.url} {serializer_name(self._ser_id)} {state}>"
+
+
+def _rebuild_channel(
+    rebuild: Callable[..., Transport],
+    args: tuple[Any, ...],
+    serializer: SerializerSpec,
+    max_message_size: int,
+) -> Channel:
+    return Channel(rebuild(*args), serializer=serializer, max_message_size=max_message_size)
+
+
+class Listener:
+    """Accepts connections on a ``unix://`` or ``tcp://`` address.
+
+    Options given to :func:`listen` apply to every channel it accepts.
+    """
+
+    def __init__(
+        self,
+        transport: ListenerTransport,
+        serializer: SerializerSpec,
+        max_message_size: int,
+    ) -> None:
+        self._transport = transport
+        self._serializer = serializer
+        self._max = max_message_size
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """The bound address (for ``tcp://host:0``, the port actually chosen)."""
+        return self._transport.url
+
+    def accept(self, timeout: float | None = None) -> Channel:
+        """Wait for a client, run the handshake, and return a channel to it.
+
+        Raises:
+            Timeout: no client completed a handshake in time.
+            HandleClosed: the listener was closed.
+        """
+        if self._closed:
+            raise HandleClosed(f"listener on {self.url} is closed")
+        deadline = FOREVER if timeout is None else Deadline(timeout)
+        with self._lock:
+            transport = self._transport.accept(deadline)
+        return Channel(transport, serializer=self._serializer, max_message_size=self._max)
+
+    def fileno(self) -> int:
+        """The listening descriptor: readable when a client is waiting."""
+        return self._transport.fileno()
+
+    def close(self) -> None:
+        """Stop listening and remove the address; idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        warnings.warn(
+            f"unclosed ipckit listener {self.url}", ResourceWarning, stacklevel=2, source=self
+        )
+        try:
+            self.close()
+        except Exception:  # noqa: S110 - nothing useful to do while collecting garbage
+            pass
+
+    def __repr__(self) -> str:
+        return f"<ipckit.Listener {self.url}{' closed' if self._closed else ''}>"
+
+
+def _split_options(
+    url: str, kwargs: Mapping[str, Any], verb: str
+) -> tuple[Any, Any, SerializerSpec, int, dict[str, Any]]:
+    endpoint = parse_url(url)
+    backend = get_backend(endpoint.scheme)
+    specs = {**COMMON_OPTIONS, **backend.options}
+    opts = resolve_options(endpoint.query, kwargs, specs, f"{verb}({endpoint.scheme}://...)")
+    serializer = opts.pop("serializer")
+    resolve_serializer(serializer)
+    max_size = opts.pop("max_message_size")
+    if max_size < 1:
+        raise ConfigurationError(f"max_message_size must be at least 1 byte, not {max_size}")
+    return endpoint, backend, serializer, max_size, opts
+
+
+def open(url: str, *, create: bool = False, **options: Any) -> Channel:  # noqa: A001
+    """Create (``create=True``) or attach to a named channel: ``shm://``, ``mq://``, ``fifo://``.
+
+    Options may be keywords or URL query parameters (``shm://jobs?capacity=8MiB``).
+
+    Raises:
+        FileExistsError: ``create=True`` and the name exists (:class:`ChannelExists`).
+        FileNotFoundError: attaching and the name does not exist (:class:`ChannelNotFound`).
+        ConfigurationError: an unknown scheme or option, or a bad value.
+    """
+    endpoint, backend, serializer, max_size, opts = _split_options(url, options, "open")
+    transport = backend.open(endpoint, create, {**opts, "max_message_size": max_size})
+    return Channel(transport, serializer=serializer, max_message_size=max_size)
+
+
+def listen(url: str, **options: Any) -> Listener:
+    """Listen on ``unix://PATH``, ``unix://@name`` or ``tcp://HOST:PORT``."""
+    endpoint, backend, serializer, max_size, opts = _split_options(url, options, "listen")
+    transport = backend.listen(endpoint, {**opts, "max_message_size": max_size})
+    return Listener(transport, serializer, max_size)
+
+
+def connect(url: str, *, timeout: float | None = None, **options: Any) -> Channel:
+    """Connect to a listener; ``timeout`` bounds the connection and the handshake."""
+    endpoint, backend, serializer, max_size, opts = _split_options(url, options, "connect")
+    deadline = FOREVER if timeout is None else Deadline(timeout)
+    transport = backend.connect(endpoint, {**opts, "max_message_size": max_size}, deadline)
+    return Channel(transport, serializer=serializer, max_message_size=max_size)
+
+
+def pipe(
+    *,
+    duplex: bool = True,
+    serializer: SerializerSpec = None,
+    max_message_size: int | str = DEFAULT_MAX_MESSAGE_SIZE,
+) -> tuple[Channel, Channel]:
+    """A connected pair of channels over anonymous OS pipes, for a parent and its children.
+
+    With ``duplex=False`` the first end only receives and the second only sends,
+    as with :func:`multiprocessing.Pipe`. Either end can be passed to a
+    ``multiprocessing`` child (fork or spawn); close your copy of the end you gave
+    away, so that the other end sees the child's exit as :class:`ChannelClosed`.
+    """
+    from ipckit.backends.pipe import make_pipe_pair
+
+    max_size = COMMON_OPTIONS["max_message_size"].convert("max_message_size", max_message_size)
+    resolve_serializer(serializer)
+    left, right = make_pipe_pair(duplex=duplex, max_message_size=max_size)
+    return (
+        Channel(left, serializer=serializer, max_message_size=max_size),
+        Channel(right, serializer=serializer, max_message_size=max_size),
+    )
