@@ -1,0 +1,334 @@
+"""What the named message queues (``fifo://``, ``mq://``) share: units, OOB, end of stream.
+
+The kernel object carries *units* (a FIFO packet, a POSIX queue message), each
+written and read by one system call, so a unit is whole or absent whatever
+happens to the process that writes or reads it. A unit holds one or more whole
+frames (``send_many`` packs small frames together). A frame too big for a unit
+goes out of band (``ipckit._oob``): the payload in a one-off shared-memory block,
+a small reference frame (``FLAG_OOB``) in the unit.
+
+Invariants:
+- A receiver owns every frame of a unit it read; frames are never split between
+  receivers, and a receiver holds no lock, so its death cannot stall the others.
+- End of stream lives in :class:`~ipckit.backends._qstate.QueueState` (the truth);
+  an end-of-stream frame in the queue is a doorbell. A receiver that reads the
+  doorbell puts it back for the next one (so one stays queued for good) and ends;
+  a receiver that finds the queue empty ends if the flag is set. Waits are
+  bounded slices, so a doorbell lost to a full queue costs latency, never a hang.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import struct
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from typing_extensions import Buffer
+
+from ipckit._deadline import Deadline
+from ipckit._framing import FLAG_EOS, FLAG_OOB, HEADER_SIZE, Frame, decode_header, encode_header
+from ipckit._oob import discard_block, put_block, read_block, sweep_blocks
+from ipckit._transport import Capabilities, OutFrame, TransportStats
+from ipckit.backends._qstate import QueueState
+from ipckit.errors import ChannelClosed, Empty, Full, HandleClosed, ProtocolError
+
+__all__ = ["QueueTransport"]
+
+_POLLIN = select.POLLIN
+_POLLOUT = select.POLLOUT
+#: Longest single sleep: how late a waiter may notice a shutdown whose doorbell was lost.
+_SLICE = 0.25
+_EOS_FRAME = encode_header(0, FLAG_EOS, 0)
+_OOB_TOTAL = struct.Struct("<Q")
+
+
+class QueueTransport:
+    """Base for named queue transports; subclasses move units through the kernel."""
+
+    capabilities: Capabilities
+    url: str
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        fd: int,
+        unit: int,
+        state: QueueState,
+        oob_prefix: str,
+        max_message_size: int,
+        reducer: tuple[Callable[..., Any], tuple[Any, ...]],
+    ) -> None:
+        self.url = url
+        self._fd = fd
+        self._unit = unit
+        self._inline_max = unit - HEADER_SIZE
+        self._state = state
+        self._oob_prefix = oob_prefix
+        self._max = max_message_size
+        # A reference frame may be longer than a tiny max_message_size allows.
+        self._header_limit = max(max_message_size, unit)
+        self._reducer = reducer
+        self._ready: deque[Frame] = deque()
+        self._eos = False
+        self._shut = False
+        self._interrupted = False
+        self._wake_fd = -1
+        self._wake_pid = -1
+        self._rpoll: select.poll | None = None
+        self._wpoll: select.poll | None = None
+
+    # -- subclass hooks ----------------------------------------------------------------
+
+    def _try_read(self) -> bytes | None:
+        """One unit, or None when the queue is empty (never blocks)."""
+        raise NotImplementedError
+
+    def _try_write(self, data: Buffer) -> bool:
+        """Write one unit; False when the queue is full (never blocks)."""
+        raise NotImplementedError
+
+    def _close_kernel_object(self) -> None:
+        raise NotImplementedError
+
+    def _unlink_kernel_object(self) -> None:
+        raise NotImplementedError
+
+    def stats(self) -> TransportStats:
+        """Channel-wide figures (subclasses fill in what the kernel tells)."""
+        return TransportStats()
+
+    # -- waiting ----------------------------------------------------------------------
+
+    def _ensure_wake(self) -> int:
+        pid = os.getpid()
+        if self._wake_pid != pid:
+            # After fork the inherited eventfd is shared with the parent: replace it.
+            self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+            self._wake_pid = pid
+            self._rpoll = self._wpoll = None
+        return self._wake_fd
+
+    def _wait(self, events: int, deadline: Deadline) -> bool:
+        """Sleep until the queue may be ready, a wake-up or one slice; False on timeout."""
+        reading = events == _POLLIN
+        poller = self._rpoll if reading else self._wpoll
+        if poller is None or self._wake_pid != os.getpid():
+            wake = self._ensure_wake()
+            poller = select.poll()
+            poller.register(self._fd, events)
+            poller.register(wake, _POLLIN)
+            if reading:
+                self._rpoll = poller
+            else:
+                self._wpoll = poller
+        if self._interrupted:
+            raise HandleClosed(f"this handle on {self.url} was closed")
+        if deadline.expired():
+            return False
+        poller.poll(int(deadline.slice(_SLICE) * 1000) + 1)
+        if self._interrupted:
+            raise HandleClosed(f"this handle on {self.url} was closed")
+        return True
+
+    def _signal_wake(self) -> None:
+        try:
+            os.eventfd_write(self._ensure_wake(), 1)
+        except OSError:
+            pass
+
+    # -- receiving --------------------------------------------------------------------
+
+    def _take(self, unit: bytes) -> None:
+        """Split one unit into frames (the sans-I/O part of receiving)."""
+        size = len(unit)
+        off = 0
+        ready = self._ready
+        while off < size:
+            ser, flags, length = decode_header(unit, off, self._header_limit)
+            body = off + HEADER_SIZE
+            end = body + length
+            if end > size:
+                raise ProtocolError(
+                    f"a unit on {self.url} ends inside a frame: a program that is not "
+                    "ipckit wrote to this queue"
+                )
+            if flags & FLAG_EOS:
+                self._on_eos()
+            else:
+                if length > self._max and not flags & FLAG_OOB:
+                    raise ProtocolError(
+                        f"incoming frame on {self.url} claims {length} bytes, more than "
+                        f"max_message_size={self._max}; raise max_message_size on this end"
+                    )
+                ready.append(Frame(ser, flags, unit[body:end]))
+            off = end
+
+    def _on_eos(self) -> None:
+        self._eos = True
+        # Put the doorbell back so the next receiver (maybe asleep in poll) ends too.
+        try:
+            self._try_write(_EOS_FRAME)
+        except Exception:  # noqa: S110, BLE001 - a full or gone queue: the flag still ends it
+            pass
+
+    def _resolve(self, frame: Frame) -> Frame:
+        if not frame.flags & FLAG_OOB:
+            return frame
+        ref = frame.payload
+        total = _OOB_TOTAL.unpack_from(ref, 0)[0] if memoryview(ref).nbytes >= 8 else 0
+        if total > self._max:
+            discard_block(ref)
+            raise ProtocolError(
+                f"incoming message on {self.url} has {total} bytes, more than "
+                f"max_message_size={self._max}; raise max_message_size on this end"
+            )
+        return Frame(frame.serializer_id, 0, read_block(ref))
+
+    def recv_frames(self, max_items: int, deadline: Deadline) -> list[Frame]:
+        """Return 1..max_items frames; see :class:`~ipckit._transport.Transport`."""
+        ready = self._ready
+        try_read = self._try_read
+        while not ready:
+            if self._interrupted:
+                raise HandleClosed(f"this handle on {self.url} was closed")
+            if self._eos:
+                raise ChannelClosed(f"{self.url} was shut down and nothing is left")
+            unit = try_read()
+            if unit is not None:
+                self._take(unit)
+                continue
+            if self._state.shut:
+                self._eos = True
+                continue
+            if deadline.nonblocking or not self._wait(_POLLIN, deadline):
+                raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
+        if max_items == 1:
+            return [self._resolve(ready.popleft())]
+        # Take what else is already queued, without waiting, up to max_items.
+        while len(ready) < max_items and not self._eos:
+            unit = try_read()
+            if unit is None:
+                break
+            self._take(unit)
+        out: list[Frame] = []
+        while ready and len(out) < max_items:
+            out.append(self._resolve(ready.popleft()))
+        return out
+
+    def poll(self, deadline: Deadline) -> bool:
+        """True when a frame or the end of the stream is ready."""
+        while True:
+            if self._ready or self._eos:
+                return True
+            unit = self._try_read()
+            if unit is not None:
+                self._take(unit)
+                continue
+            if self._state.shut:
+                return True
+            if deadline.nonblocking or not self._wait(_POLLIN, deadline):
+                return False
+
+    # -- sending ----------------------------------------------------------------------
+
+    def _closed_for_send(self) -> ChannelClosed:
+        return ChannelClosed(f"{self.url} was shut down; no more messages can be sent")
+
+    def _write_unit(self, data: Buffer, deadline: Deadline, sent: int) -> None:
+        """Write one unit, waiting as the deadline allows; raise Full(sent=...)."""
+        state = self._state
+        while not self._try_write(data):
+            if self._shut or state.shut:
+                raise self._closed_for_send()
+            if deadline.nonblocking or not self._wait(_POLLOUT, deadline):
+                raise Full(f"{self.url} stayed full for timeout={deadline.timeout}", sent=sent)
+
+    def _encode(self, frame: OutFrame) -> tuple[bytes, bytes | None]:
+        """The bytes of one frame in a unit, and its OOB reference if it went out of band."""
+        if frame.nbytes <= self._inline_max:
+            header = encode_header(frame.serializer_id, frame.flags, frame.nbytes)
+            return header + frame.payload, None
+        ref = put_block(self._oob_prefix, [frame.payload])
+        return encode_header(frame.serializer_id, frame.flags | FLAG_OOB, len(ref)) + ref, ref
+
+    def send_frames(self, frames: Sequence[OutFrame], deadline: Deadline) -> None:
+        """Send every frame in order; ``Full(sent=k)`` if time runs out between units."""
+        if self._shut or self._state.shut:
+            raise self._closed_for_send()
+        if len(frames) == 1:
+            frame = frames[0]
+            if frame.nbytes <= self._inline_max:
+                data = encode_header(frame.serializer_id, frame.flags, frame.nbytes) + frame.payload
+                if not self._try_write(data):
+                    self._write_unit(data, deadline, 0)
+                return
+        index = 0
+        total = len(frames)
+        unit = self._unit
+        while index < total:
+            parts: list[bytes] = []
+            refs: list[bytes] = []
+            size = 0
+            stop = index
+            try:
+                while stop < total:
+                    encoded, ref = self._encode(frames[stop])
+                    if parts and size + len(encoded) > unit:
+                        if ref is not None:
+                            discard_block(ref)
+                        break
+                    parts.append(encoded)
+                    if ref is not None:
+                        refs.append(ref)
+                    size += len(encoded)
+                    stop += 1
+                self._write_unit(b"".join(parts), deadline, index)
+            except BaseException:
+                for ref in refs:
+                    discard_block(ref)
+                raise
+            index = stop
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """End the stream for every handle; blocked receivers wake and drain."""
+        self._shut = True
+        self._state.set_shut()
+        try:
+            self._try_write(_EOS_FRAME)
+        except Exception:  # noqa: S110, BLE001 - full or gone: the flag and slices still end it
+            pass
+        self._signal_wake()
+
+    def interrupt(self) -> None:
+        """Wake blocked calls on this handle so they raise ``HandleClosed``."""
+        self._interrupted = True
+        self._signal_wake()
+
+    def close(self) -> None:
+        """Release this handle's descriptors and mappings."""
+        self._rpoll = self._wpoll = None
+        if self._wake_pid == os.getpid() and self._wake_fd >= 0:
+            os.close(self._wake_fd)
+        self._wake_fd = -1
+        self._state.close()
+        self._close_kernel_object()
+
+    def unlink(self) -> None:
+        """Remove the queue, its state file and any orphaned out-of-band blocks."""
+        self._unlink_kernel_object()
+        self._state.unlink()
+        sweep_blocks(self._oob_prefix)
+
+    def fileno(self) -> int:
+        """A descriptor that polls readable when a unit is queued."""
+        return self._fd
+
+    def reducer(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        """Rebuild by name and options in the other process (attach, never create)."""
+        return self._reducer
