@@ -1,0 +1,250 @@
+"""``ipckit bench``: its arguments, their checks, and the run that prints the table.
+
+:func:`register` adds the subcommand to the ``ipckit`` parser; the heavy imports
+wait until :func:`run`, so other subcommands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["UsageError", "register", "run", "select"]
+
+#: ``--quick``: enough rounds for a median, short rounds; under a minute on 2 CPUs.
+QUICK_ROUNDS = 3
+QUICK_DURATION = 0.05
+DEFAULT_ROUNDS = 5
+DEFAULT_DURATION = 0.5
+
+
+class UsageError(Exception):
+    """A bad combination of arguments; the CLI prints it with the usage and exits 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``bench`` to the ``ipckit`` command's subparsers."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "bench",
+        help="measure every ipckit backend and the usual alternatives side by side",
+        description=(
+            "Measure each available ipckit transport and, when installed, multiprocessing, "
+            "faster-fifo and pyzmq, against raw kernel message passing. Producer and consumer "
+            "are separate processes; every message is checked, so a broken contender shows "
+            "FAIL instead of a number. Install the peers with: pip install 'ipckit[bench]'."
+        ),
+        epilog=(
+            "NAMES are comma-separated contender or workload names, or shell-style patterns "
+            "such as 'ipckit-*'; see --list. Exit status: 0 when every measured cell passed, "
+            "1 when any cell failed its check, crashed or timed out, 2 for bad arguments."
+        ),
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=(
+            f"{QUICK_ROUNDS} short rounds per cell ({QUICK_DURATION:g} s): a look in under a minute"
+        ),
+    )
+    p.add_argument(
+        "--rounds",
+        type=_positive_int,
+        metavar="N",
+        help=(
+            f"rounds per cell; the table shows their median (default {DEFAULT_ROUNDS}, "
+            f"--quick {QUICK_ROUNDS})"
+        ),
+    )
+    p.add_argument(
+        "--duration",
+        type=_positive_float,
+        metavar="SECONDS",
+        help=(
+            f"length of one round (default {DEFAULT_DURATION:g}, --quick {QUICK_DURATION:g}); "
+            "a round always sends a few messages even if that takes longer"
+        ),
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help=("a round taking longer is killed and shown as TIMEOUT (default 60)"),
+    )
+    p.add_argument(
+        "--placement",
+        choices=("cross", "same", "none"),
+        default="cross",
+        help=(
+            "cross: producer and consumer pinned to two different CPUs (default); "
+            "same: both pinned to one CPU; none: not pinned"
+        ),
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAMES",
+        help=("run only these contenders and/or workloads (repeatable)"),
+    )
+    p.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="NAMES",
+        help=("leave out these contenders and/or workloads (repeatable)"),
+    )
+    p.add_argument(
+        "--baseline",
+        default="raw-pipe",
+        metavar="NAME",
+        help=("contender the ratio column compares with (default raw-pipe; 'none' for no ratios)"),
+    )
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON (see docs)")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the results (needs matplotlib)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--list", action="store_true", help="list contenders and workloads, then exit")
+    p.set_defaults(handler=run, parser=p)
+    return p
+
+
+def _tokens(values: Sequence[str]) -> list[str]:
+    return [t.strip() for v in values for t in v.split(",") if t.strip()]
+
+
+def select(
+    contenders: Sequence[str], workloads: Sequence[str], only: Sequence[str], skip: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """Apply ``--only``/``--skip`` (names or patterns) to contender and workload names."""
+    known = [*contenders, *workloads]
+
+    def matches(tokens: list[str], flag: str) -> tuple[set[str], set[str]]:
+        cs: set[str] = set()
+        ws: set[str] = set()
+        for tok in tokens:
+            hit = [n for n in known if fnmatch.fnmatchcase(n, tok)]
+            if not hit:
+                raise UsageError(
+                    f"{flag} {tok!r} matches no contender or workload; contenders: "
+                    f"{', '.join(contenders)}; workloads: {', '.join(workloads)}"
+                )
+            cs |= {n for n in hit if n in contenders}
+            ws |= {n for n in hit if n in workloads}
+        return cs, ws
+
+    only_c, only_w = matches(_tokens(only), "--only")
+    skip_c, skip_w = matches(_tokens(skip), "--skip")
+    chosen_c = [c for c in contenders if (not only_c or c in only_c) and c not in skip_c]
+    chosen_w = [w for w in workloads if (not only_w or w in only_w) and w not in skip_w]
+    if not chosen_c:
+        raise UsageError("--only/--skip left no contender to run")
+    if not chosen_w:
+        raise UsageError("--only/--skip left no workload to run")
+    return chosen_c, chosen_w
+
+
+def _list(out: Any) -> int:
+    from ipckit._bench.registry import all_contenders
+    from ipckit._bench.workloads import WORKLOADS
+
+    out.write("contenders:\n")
+    for c in all_contenders():
+        try:
+            reason = c.probe()
+        except Exception as exc:  # noqa: BLE001 - listing must survive a broken probe
+            reason = f"probe failed: {exc}"
+        state = "" if reason is None else f"  [skipped: {reason}]"
+        out.write(f"  {c.name:<18} {c.description}{state}\n")
+    out.write("workloads:\n")
+    for w in WORKLOADS:
+        out.write(f"  {w.name:<18} {w.label}\n")
+    return 0
+
+
+def run(args: argparse.Namespace, contenders: Sequence[Any] | None = None) -> int:
+    """Run the bench as ``args`` say; print the table; write JSON and plot if asked.
+
+    ``contenders`` replaces the built-in list (the tests pass a deliberately broken one).
+    """
+    from ipckit._bench.jsonreport import to_json
+    from ipckit._bench.plot import PlotUnavailable, plot, require_matplotlib
+    from ipckit._bench.progress import Progress
+    from ipckit._bench.registry import all_contenders
+    from ipckit._bench.report import format_table
+    from ipckit._bench.results import ERROR, FAIL, TIMEOUT
+    from ipckit._bench.session import Settings, run_bench
+    from ipckit._bench.workloads import WORKLOADS
+
+    if args.list:
+        return _list(sys.stdout)
+    pool = list(contenders) if contenders is not None else all_contenders()
+    by_name = {c.name: c for c in pool}
+    names, wnames = select(list(by_name), [w.name for w in WORKLOADS], args.only, args.skip)
+    baseline: str | None = None if args.baseline.lower() == "none" else args.baseline
+    if baseline is not None:
+        if baseline not in by_name:
+            raise UsageError(
+                f"--baseline {baseline!r} is not a contender; choose one of {', '.join(by_name)} "
+                "or 'none'"
+            )
+        if baseline in _tokens(args.skip):
+            raise UsageError(f"--baseline {baseline} is also in --skip; drop one of them")
+        if baseline not in names:  # the ratio column needs it: run it too
+            names = [n for n in by_name if n in names or n == baseline]
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise UsageError(f"{flag} {path}: the directory does not exist")
+    if args.plot:
+        try:
+            require_matplotlib()
+        except PlotUnavailable as exc:
+            raise UsageError(str(exc)) from None
+
+    settings = Settings(
+        rounds=args.rounds or (QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS),
+        duration=args.duration or (QUICK_DURATION if args.quick else DEFAULT_DURATION),
+        timeout=args.timeout,
+        placement=args.placement,
+        baseline=baseline,
+        quick=args.quick,
+    )
+    workloads = [w for w in WORKLOADS if w.name in wnames]
+    progress = Progress(sys.stderr, enabled=not args.no_progress)
+    try:
+        result = run_bench([by_name[n] for n in names], workloads, settings, progress)
+    finally:
+        progress.close()
+    sys.stdout.write(format_table(result, workloads) + "\n")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(to_json(result, workloads), f, indent=1)
+            f.write("\n")
+    if args.plot:
+        plot(result, workloads, args.plot)
+    bad = [cell for cell in result.cells.values() if cell.status in (FAIL, ERROR, TIMEOUT)]
+    return 1 if bad else 0

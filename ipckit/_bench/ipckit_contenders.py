@@ -1,0 +1,299 @@
+"""Every ipckit transport as a contender, found at run time.
+
+Backends land one by one; a scheme whose backend module is missing (a
+``ConfigurationError`` from :func:`ipckit.backends.get_backend`, or an import
+error) is listed as skipped, so the bench picks each new backend up the day it
+exists. Messages go through ``send_bytes``/``recv_bytes`` (serializer bypassed):
+the bench measures transports, not msgpack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from typing_extensions import Buffer
+
+import ipckit
+from ipckit._bench.contender import (
+    CONSUMER,
+    PRODUCER,
+    Contender,
+    Endpoint,
+    Link,
+    LinkSpec,
+    Role,
+    TempDir,
+)
+from ipckit._bench.peers import BATCH, _batch_supports
+from ipckit.backends import get_backend
+from ipckit.errors import ConfigurationError
+from ipckit.testing import unique_name
+
+__all__ = ["IPCKIT_CONTENDERS", "spin_value"]
+
+#: How long a child waits for a peer to connect or a channel to appear.
+_CONNECT_TIMEOUT = 30.0
+
+
+class ChannelEndpoint(Endpoint):
+    """An :class:`ipckit.Channel` per direction (the same one twice when it is duplex)."""
+
+    def __init__(self, out: ipckit.Channel | None, inbound: ipckit.Channel | None, batch: int = 1):
+        self._out = out
+        self._in = inbound
+        self.batch = batch
+
+    def send(self, data: bytes) -> None:
+        """Send raw bytes."""
+        assert self._out is not None
+        self._out.send_bytes(data)
+
+    def recv(self) -> Buffer:
+        """Receive raw bytes."""
+        assert self._in is not None
+        return self._in.recv_bytes()
+
+    def send_many(self, items: Sequence[bytes]) -> None:
+        """One ``send_many`` call (the channel uses the raw serializer)."""
+        assert self._out is not None
+        self._out.send_many(items)
+
+    def recv_many(self) -> Sequence[Buffer]:
+        """One ``recv_many`` call of up to ``batch`` messages."""
+        assert self._in is not None
+        got: list[Buffer] = self._in.recv_many(max_items=self.batch)
+        return got
+
+    def close(self) -> None:
+        """Close both handles."""
+        for ch in (self._out, self._in):
+            if ch is not None:
+                ch.close()
+
+
+def _probe_scheme(scheme: str) -> str | None:
+    try:
+        get_backend(scheme)
+    except ConfigurationError as exc:
+        if "not available" in str(exc):
+            return "not available"
+        return f"not available ({exc})"
+    except ImportError as exc:
+        return f"not available (import error: {exc})"
+    return None
+
+
+# -- pipe ---------------------------------------------------------------------------
+
+
+def _probe_pipe() -> str | None:
+    # pipe has no URL scheme to look up: make a pair to see that it works.
+    try:
+        pair = ipckit.pipe()
+    except ImportError as exc:
+        return f"not available (import error: {exc})"
+    for ch in pair:
+        ch.close()
+    return None
+
+
+class _PipeLink(Link):
+    def __init__(self, spec: LinkSpec) -> None:
+        self._fwd = ipckit.pipe(duplex=False)  # (receive end, send end)
+        self._back = ipckit.pipe(duplex=False) if spec.duplex else None
+
+    def endpoint(self, role: Role, index: int) -> Endpoint:
+        f_in, f_out = self._fwd
+        b_in, b_out = self._back if self._back is not None else (None, None)
+        if role == PRODUCER:
+            return ChannelEndpoint(f_out, b_in)
+        return ChannelEndpoint(b_out, f_in)
+
+    def cleanup(self) -> None:
+        for pair in (self._fwd, self._back):
+            for ch in pair or ():
+                ch.close()
+
+
+# -- named queues: shm, mq, fifo -----------------------------------------------------
+
+
+class _NamedLink(Link):
+    """Channels the parent creates (and keeps open until cleanup); children attach by URL."""
+
+    def __init__(
+        self, spec: LinkSpec, scheme: str, options: Mapping[str, Any], batch: int = 1
+    ) -> None:
+        self._dir = TempDir() if scheme == "fifo" else None
+        self._options = dict(options)
+        if batch > 1:
+            self._options["serializer"] = "raw"
+        self._batch = batch
+        self._created: list[ipckit.Channel] = []
+        try:
+            for _ in range(2 if spec.duplex else 1):
+                name = unique_name("bench")
+                address = self._dir.join(name) if self._dir is not None else name
+                url = f"{scheme}://{address}"
+                self._created.append(ipckit.open(url, create=True, **self._options))
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def endpoint(self, role: Role, index: int) -> Endpoint:
+        urls = [ch.url for ch in self._created]
+        chans = [ipckit.open(url, **self._options) for url in urls]
+        fwd = chans[0]
+        back = chans[1] if len(chans) > 1 else None
+        if role == PRODUCER:
+            return ChannelEndpoint(fwd, back, self._batch)
+        return ChannelEndpoint(back, fwd, self._batch)
+
+    def cleanup(self) -> None:
+        for ch in self._created:
+            for step in (ch.unlink, ch.close):
+                try:
+                    step()
+                except Exception:  # noqa: S110, BLE001 - remove as much as we can
+                    pass
+        self._created = []
+        if self._dir is not None:
+            self._dir.remove()
+
+
+def spin_value() -> Any:
+    """A value turning spinning on for ``shm://``, chosen from the option's declared kind.
+
+    Returns ``None`` when the shm backend has no ``spin`` option.
+    """
+    spec = get_backend("shm").options.get("spin")
+    if spec is None:
+        return None
+    return {"bool": True, "int": 1000, "float": 50e-6, "str": "50us"}.get(spec.kind, True)
+
+
+def _probe_spin() -> str | None:
+    reason = _probe_scheme("shm")
+    if reason is not None:
+        return reason
+    value = spin_value()
+    if value is None:
+        return "not available (shm:// has no spin option)"
+    try:
+        ch = ipckit.open(f"shm://{unique_name('bench')}", create=True, spin=value)
+    except ConfigurationError as exc:
+        return f"not available (spin={value!r} rejected: {exc})"
+    try:
+        ch.unlink()
+    finally:
+        ch.close()
+    return None
+
+
+# -- sockets: unix, tcp ----------------------------------------------------------------
+
+
+class _SocketLink(Link):
+    def __init__(self, spec: LinkSpec, scheme: str) -> None:
+        self._dir = TempDir() if scheme == "unix" else None
+        url = f"unix://{self._dir.join('s.sock')}" if self._dir is not None else "tcp://127.0.0.1:0"
+        try:
+            self._listener = ipckit.listen(url)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def endpoint(self, role: Role, index: int) -> Endpoint:
+        if role == CONSUMER:
+            ch = self._listener.accept(timeout=_CONNECT_TIMEOUT)
+        else:
+            ch = ipckit.connect(self._listener.url, timeout=_CONNECT_TIMEOUT)
+        return ChannelEndpoint(ch, ch)
+
+    def cleanup(self) -> None:
+        listener = getattr(self, "_listener", None)
+        if listener is not None:
+            listener.close()
+        if self._dir is not None:
+            self._dir.remove()
+
+
+def _named(scheme: str, options: Mapping[str, Any] | None = None, batch: int = 1) -> Any:
+    def make(spec: LinkSpec) -> Link:
+        opts = dict(options or {})
+        if scheme == "shm" and opts.get("spin") == "auto":
+            opts["spin"] = spin_value()
+        return _NamedLink(spec, scheme, opts, batch)
+
+    return make
+
+
+def _socket(scheme: str) -> Callable[[LinkSpec], Link]:
+    return lambda spec: _SocketLink(spec, scheme)
+
+
+IPCKIT_CONTENDERS: Sequence[Contender] = (
+    Contender(
+        "ipckit-pipe",
+        "ipckit.pipe() send_bytes/recv_bytes",
+        "ipckit",
+        _PipeLink,
+        probe=_probe_pipe,
+    ),
+    Contender(
+        "ipckit-shm",
+        "ipckit.open('shm://...') send_bytes/recv_bytes",
+        "ipckit",
+        _named("shm"),
+        probe=lambda: _probe_scheme("shm"),
+        many_producers=True,
+    ),
+    Contender(
+        "ipckit-shm-batch",
+        f"ipckit shm:// send_many/recv_many, batches of {BATCH} (raw serializer)",
+        "ipckit",
+        _named("shm", batch=BATCH),
+        probe=lambda: _probe_scheme("shm"),
+        supports=_batch_supports,
+        many_producers=True,
+    ),
+    Contender(
+        "ipckit-shm-spin",
+        "ipckit shm:// with spin= on (spin before sleeping)",
+        "ipckit",
+        _named("shm", {"spin": "auto"}),
+        probe=_probe_spin,
+        many_producers=True,
+    ),
+    Contender(
+        "ipckit-mq",
+        "ipckit.open('mq://...') send_bytes/recv_bytes",
+        "ipckit",
+        _named("mq"),
+        probe=lambda: _probe_scheme("mq"),
+        many_producers=True,
+    ),
+    Contender(
+        "ipckit-fifo",
+        "ipckit.open('fifo://...') send_bytes/recv_bytes",
+        "ipckit",
+        _named("fifo"),
+        probe=lambda: _probe_scheme("fifo"),
+        many_producers=True,
+    ),
+    Contender(
+        "ipckit-unix",
+        "ipckit.listen/connect('unix://...') send_bytes/recv_bytes",
+        "ipckit",
+        _socket("unix"),
+        probe=lambda: _probe_scheme("unix"),
+    ),
+    Contender(
+        "ipckit-tcp",
+        "ipckit.listen/connect('tcp://127.0.0.1:0') send_bytes/recv_bytes",
+        "ipckit",
+        _socket("tcp"),
+        probe=lambda: _probe_scheme("tcp"),
+    ),
+)

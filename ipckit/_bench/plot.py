@@ -1,0 +1,89 @@
+"""``--plot FILE.png``: throughput, bandwidth and latency per contender (matplotlib).
+
+matplotlib is optional (``pip install 'ipckit[plot]'``); without it :func:`plot`
+raises :class:`PlotUnavailable` with that advice, and the CLI checks before
+measuring anything.
+"""
+
+from __future__ import annotations
+
+from ipckit._bench.results import BenchResult
+from ipckit._bench.workloads import Workload
+
+__all__ = ["PlotUnavailable", "plot", "require_matplotlib"]
+
+_PANELS = (
+    ("msgs_per_s", "throughput (messages/s, log scale)", True),
+    ("gb_per_s", "bandwidth (GB/s)", False),
+    ("p50_us", "ping-pong round trip (us, log scale; p50 bar, p99 tick)", True),
+)
+
+
+class PlotUnavailable(RuntimeError):
+    """matplotlib is not installed."""
+
+
+def require_matplotlib() -> None:
+    """Raise :class:`PlotUnavailable` unless matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PlotUnavailable(
+            "--plot needs matplotlib: pip install 'ipckit[plot]' (or pip install matplotlib)"
+        ) from None
+
+
+def plot(result: BenchResult, workloads: list[Workload], path: str) -> None:
+    """Draw one panel per kind of figure and save it as a PNG at ``path``."""
+    require_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    names = [c["name"] for c in result.contenders]
+    panels = [(m, t, log) for m, t, log in _PANELS if any(w.primary == m for w in workloads)]
+    if not panels:
+        raise ValueError("nothing to plot: no workload selected")
+    height = max(3.0, 0.28 * len(names) + 1.2)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), height), squeeze=False)
+    for ax, (metric, title, log) in zip(axes[0], panels, strict=True):
+        group = [w for w in workloads if w.primary == metric]
+        bar_h = 0.8 / len(group)
+        for gi, w in enumerate(group):
+            ys: list[float] = []
+            xs: list[float] = []
+            errs: list[list[float]] = [[], []]
+            ticks: list[float] = []
+            for ni, name in enumerate(names):
+                summary = result.cells[(name, w.name)].summary(metric)
+                if summary is None:
+                    continue
+                ys.append(ni + gi * bar_h - 0.4 + bar_h / 2)
+                xs.append(summary.median)
+                errs[0].append(summary.median - summary.min)
+                errs[1].append(summary.max - summary.median)
+                if metric == "p50_us":
+                    p99 = result.cells[(name, w.name)].summary("p99_us")
+                    ticks.append(p99.median if p99 is not None else summary.median)
+            label = w.label.split(", ", 1)[-1]
+            ax.barh(ys, xs, height=bar_h, xerr=errs, label=label, capsize=2)
+            if ticks:
+                ax.scatter(ticks, ys, marker="|", s=120, color="black", label="p99")
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels(names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=9)
+        if log:
+            ax.set_xscale("log")
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    s = result.settings
+    fig.suptitle(
+        f"ipckit bench: {result.machine['cpu_model']}, {result.machine['nproc']} CPUs; "
+        f"placement {s['placement']['mode']}; median of {s['rounds']} rounds, bars min-max",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

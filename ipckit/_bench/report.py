@@ -1,0 +1,114 @@
+"""The human-readable table: one block per workload, one row per contender.
+
+Each figure is the median of the rounds, followed by the spread (min-max over the
+rounds) and a ratio against the baseline. The ratio is oriented so that above 1
+is always better than the baseline: rate / baseline rate for throughput,
+baseline latency / latency for ping-pong. Plain ASCII, so it pastes anywhere.
+"""
+
+from __future__ import annotations
+
+from ipckit._bench.results import OK, BenchResult, CellResult
+from ipckit._bench.workloads import PINGPONG, Workload
+
+__all__ = ["format_table", "human", "ratio"]
+
+# (metric, column title, formatter) per column, by the workload's primary metric.
+_COLUMNS = {
+    "msgs_per_s": (("msgs_per_s", "msgs/s"), ("mb_per_s", "MB/s")),
+    "gb_per_s": (("gb_per_s", "GB/s"), ("msgs_per_s", "msgs/s")),
+    "p50_us": (("p50_us", "p50 us"), ("p99_us", "p99 us")),
+}
+
+
+def human(value: float, metric: str) -> str:
+    """A figure in a few significant digits, with k/M suffixes for message rates."""
+    if metric == "msgs_per_s":
+        if value >= 1e6:
+            return f"{value / 1e6:.2f}M"
+        if value >= 1e4:
+            return f"{value / 1e3:.0f}k"
+        if value >= 1e3:
+            return f"{value / 1e3:.1f}k"
+        return f"{value:.1f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def ratio(cell: CellResult, base: CellResult | None, workload: Workload) -> float | None:
+    """The cell against the baseline (above 1 is better), or None if either has no figure."""
+    if base is None:
+        return None
+    mine = cell.summary(workload.primary)
+    theirs = base.summary(workload.primary)
+    if mine is None or theirs is None or mine.median <= 0 or theirs.median <= 0:
+        return None
+    if workload.higher_is_better:
+        return mine.median / theirs.median
+    return theirs.median / mine.median
+
+
+def _status_text(cell: CellResult) -> str:
+    reason = cell.reason or ""
+    if cell.status in ("skipped",):
+        return f"skipped ({reason})" if reason else "skipped"
+    if cell.status == "n/a":
+        return reason if reason.startswith("n/a") else f"n/a: {reason}"
+    return f"{cell.status}: {reason}"
+
+
+def format_table(result: BenchResult, workloads: list[Workload], width: int = 100) -> str:
+    """The whole report: a header saying how it was measured, then a block per workload."""
+    s = result.settings
+    m = result.machine
+    base_name = s.get("baseline")
+    names = [c["name"] for c in result.contenders]
+    lines = [
+        f"ipckit bench: {s['rounds']} rounds x {s['duration_s']:g} s per cell, "
+        f"median (min-max), rounds interleaved; ratio vs {base_name or '(none)'}, >1 = better",
+        f"placement: {s['placement']['note']}; start method: {s['start_method']}",
+        f"machine: {m['nproc']} CPUs usable, {m['cpu_model']}, {m['kernel']}, {m['python']}, "
+        f"ipckit {m['ipckit']}",
+    ]
+    if s.get("producers", 1) > 1:
+        lines.append(f"producers: {s['producers']} -> 1 consumer")
+    name_w = max([len(n) for n in names] + [9])
+    for w in workloads:
+        (m1, t1), (m2, t2) = _COLUMNS[w.primary]
+        base = result.cells.get((base_name, w.name)) if base_name else None
+        lines += ["", w.label]
+        header = (
+            f"  {'contender':<{name_w}}  {t1:>9}  {'spread':>17}  {t2:>9}  "
+            f"{'vs ' + (base_name or '-'):>{max(12, len(base_name or '') + 4)}}"
+        )
+        lines.append(header)
+        for name in names:
+            cell = result.cells[(name, w.name)]
+            if cell.status != OK:
+                text = _status_text(cell)
+                avail = width - name_w - 4
+                if len(text) > avail > 10:
+                    text = text[: avail - 3] + "..."
+                lines.append(f"  {name:<{name_w}}  {text}")
+                continue
+            one = cell.summary(m1)
+            two = cell.summary(m2)
+            if one is None or two is None:
+                continue
+            spread = f"{human(one.min, m1)}-{human(one.max, m1)}"
+            r = ratio(cell, base, w)
+            r_text = "-" if r is None else f"{r:.2f}x"
+            lines.append(
+                f"  {name:<{name_w}}  {human(one.median, m1):>9}  {spread:>17}  "
+                f"{human(two.median, m2):>9}  {r_text:>{max(12, len(base_name or '') + 4)}}"
+            )
+    if any(w.kind == PINGPONG for w in workloads):
+        lines += [
+            "",
+            "ping-pong figures are round trips (send, echo back, receive) in microseconds.",
+        ]
+    lines.append(f"total {result.seconds:.0f} s")
+    return "\n".join(lines)
