@@ -91,6 +91,10 @@ class QueueTransport:
         """Write one unit; False when the queue is full (never blocks)."""
         raise NotImplementedError
 
+    def _write_doorbell(self) -> None:
+        """Queue an end-of-stream frame if there is room (never blocks)."""
+        self._try_write(_EOS_FRAME)
+
     def _close_kernel_object(self) -> None:
         raise NotImplementedError
 
@@ -171,7 +175,7 @@ class QueueTransport:
         self._eos = True
         # Put the doorbell back so the next receiver (maybe asleep in poll) ends too.
         try:
-            self._try_write(_EOS_FRAME)
+            self._write_doorbell()
         except Exception:  # noqa: S110, BLE001 - a full or gone queue: the flag still ends it
             pass
 
@@ -300,7 +304,7 @@ class QueueTransport:
         self._shut = True
         self._state.set_shut()
         try:
-            self._try_write(_EOS_FRAME)
+            self._write_doorbell()
         except Exception:  # noqa: S110, BLE001 - full or gone: the flag and slices still end it
             pass
         self._signal_wake()
