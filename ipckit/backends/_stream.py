@@ -69,6 +69,7 @@ class StreamTransport:
         on_close: Callable[[], None] | None = None,
         write: Callable[[int, bytes], int] = os.write,
         writev: Callable[[int, Sequence[bytes | memoryview]], int] = os.writev,
+        readinto: Callable[[int, memoryview], int] | None = None,
     ) -> None:
         self.url = url
         self.capabilities = capabilities
@@ -83,6 +84,9 @@ class StreamTransport:
         self._on_close = on_close
         self._write = write
         self._writev = writev
+        # None: os.readv on the descriptor. A callable serves layers such as TLS, whose
+        # bytes must come through an object; it raises BlockingIOError when none are ready.
+        self._readinto = readinto
         self._eof = False  # the peer closed its side or sent end-of-stream
         self._shut = False  # shutdown() was called on this handle
         self._eos_sent = False
@@ -142,7 +146,11 @@ class StreamTransport:
         assert rfd is not None
         decoder = self._decoder
         try:
-            n = os.readv(rfd, [decoder.buffer()])
+            readinto = self._readinto
+            if readinto is None:
+                n = os.readv(rfd, [decoder.buffer()])
+            else:
+                n = readinto(rfd, decoder.buffer())
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:
@@ -189,7 +197,7 @@ class StreamTransport:
                 raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
         if max_items == 1:
             return [ready.popleft()]
-        out = []
+        out: list[Frame] = []
         while ready and len(out) < max_items:
             out.append(ready.popleft())
         return out
