@@ -92,9 +92,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout",
         type=_positive_float,
-        default=60.0,
+        default=30.0,
         metavar="SECONDS",
-        help=("a round taking longer is killed and shown as TIMEOUT (default 60)"),
+        help="a round taking longer is killed and shown as TIMEOUT (default 30)",
     )
     p.add_argument(
         "--placement",

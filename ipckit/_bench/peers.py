@@ -37,6 +37,8 @@ BATCH_MAX_SIZE = 64 * 1024
 #: A blocking call in a child never waits longer than this; the parent's timeout comes first.
 _BLOCK = 3600.0
 _FORK = multiprocessing.get_context("fork")
+#: Bytes a queue may hold in flight (mp.Queue maxsize, zmq high-water marks).
+_IN_FLIGHT = 64 * 1024 * 1024
 
 
 def _importable(module: str, extra: str = "bench") -> str | None:
@@ -78,8 +80,11 @@ class _QueueEndpoint(Endpoint):
 
 class _MPQueueLink(Link):
     def __init__(self, spec: LinkSpec) -> None:
-        self._fwd: Any = _FORK.Queue()
-        self._back: Any = _FORK.Queue() if spec.duplex else None
+        # Bounded, like every other contender: unbounded, the producer would queue
+        # references far faster than the feeder thread can pickle and write them.
+        maxsize = max(4, min(10_000, _IN_FLIGHT // max(spec.max_size, 1)))
+        self._fwd: Any = _FORK.Queue(maxsize)
+        self._back: Any = _FORK.Queue(maxsize) if spec.duplex else None
 
     def endpoint(self, role: Role, index: int) -> Endpoint:
         if role == PRODUCER:
@@ -200,7 +205,7 @@ class _ZmqLink(Link):
         self._fwd = f"ipc://{self._dir.join('fwd')}"
         self._back = f"ipc://{self._dir.join('back')}" if spec.duplex else None
         # Bound the memory held in flight: the default high-water mark is 1000 messages.
-        self._hwm = max(2, min(1000, (64 * 1024 * 1024) // max(spec.max_size, 1)))
+        self._hwm = max(2, min(1000, _IN_FLIGHT // max(spec.max_size, 1)))
         self._zero_copy = spec.max_size >= 64 * 1024
 
     def endpoint(self, role: Role, index: int) -> Endpoint:
@@ -235,7 +240,7 @@ class _ZmqLink(Link):
 PEER_CONTENDERS: Sequence[Contender] = (
     Contender(
         "mp-queue",
-        "multiprocessing.Queue put/get (pickles; feeder thread)",
+        "multiprocessing.Queue put/get (pickles; feeder thread; bounded to 64 MiB or 10k items)",
         "peer",
         _MPQueueLink,
         many_producers=True,

@@ -32,7 +32,7 @@ class Settings:
 
     rounds: int = 5
     duration: float = 0.5
-    timeout: float = 60.0
+    timeout: float = 30.0
     placement: str = "cross"
     baseline: str | None = "raw-pipe"
     quick: bool = False
