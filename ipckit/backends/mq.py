@@ -29,7 +29,7 @@ from ipckit._transport import Capabilities, ListenerTransport, Transport, Transp
 from ipckit._url import Endpoint, OptionSpec
 from ipckit.backends._qstate import QueueState
 from ipckit.backends._queue import QueueTransport
-from ipckit.errors import ConfigurationError
+from ipckit.errors import ChannelExists, ChannelNotFound, ConfigurationError
 
 __all__ = [
     "BACKENDS",
@@ -234,6 +234,12 @@ def _open_queue(
     if not create:
         try:
             return posix_ipc.MessageQueue(name, 0, read=True, write=True)
+        except posix_ipc.ExistentialError as exc:
+            # Said here, not by os_error_to_ipc: posix_ipc's text ("No queue exists...")
+            # does not tell "missing" from "exists" reliably.
+            raise ChannelNotFound(
+                f"attaching to {url}: no such queue; create it with create=True first"
+            ) from exc
         except posix_ipc.Error as exc:
             raise os_error_to_ipc(exc, f"attaching to {url}") from exc
     depth = options["max_messages"] or posix_ipc.QUEUE_MESSAGES_MAX_DEFAULT
@@ -252,6 +258,10 @@ def _open_queue(
             read=True,
             write=True,
         )
+    except posix_ipc.ExistentialError as exc:
+        raise ChannelExists(
+            f"creating {url}: the queue already exists; attach without create=True or unlink it"
+        ) from exc
     except posix_ipc.Error as exc:
         raise os_error_to_ipc(exc, f"creating {url}") from exc
     except (ValueError, OSError) as exc:
