@@ -84,6 +84,10 @@ def _child_main(job: _Job, conn: Connection) -> None:
         if conn.recv() != "go":
             return
         conn.send(("done", _play(job, ep)))
+        # Keep this end open until every process is done. Seen with pyzmq PUSH/PULL
+        # and several producers: a producer that closed right after its last send
+        # lost its last messages, and the consumer waited for them forever.
+        conn.recv()
     except BaseException as exc:  # noqa: BLE001 - report everything, even KeyboardInterrupt
         with contextlib.suppress(Exception):
             conn.send(("error", f"{job.name}: {type(exc).__name__}: {exc}"))
@@ -258,6 +262,9 @@ def _run_round(  # noqa: PLR0917 - private, called once
                 except OSError:
                     return RoundResult(ERROR, reason=f"{name} went away before the start")
             results = _collect(conns, procs, "done", time.monotonic() + timeout)
+            for conn in conns.values():
+                with contextlib.suppress(OSError):
+                    conn.send("exit")
         except _Abort as abort:
             return abort.result
         grace = _EXIT_GRACE
