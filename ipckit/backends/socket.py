@@ -351,6 +351,8 @@ class SocketListener:
                     f"no client completed a handshake on {self.url} within "
                     f"timeout={deadline.timeout}"
                 )
+            if self._closed:
+                raise HandleClosed(f"listener on {self.url} is closed")
             for fd, _ in events:
                 if fd == self._wake:
                     try:
