@@ -19,10 +19,11 @@ AT = 5
 
 
 class _BadEndpoint(Endpoint):
-    def __init__(self, inner: Endpoint, mode: str) -> None:
+    def __init__(self, inner: Endpoint, mode: str, batch: int) -> None:
         self._inner = inner
         self._mode = mode
         self._n = 0
+        self.batch = batch
 
     def send(self, data: bytes) -> None:
         n = self._n
@@ -53,30 +54,38 @@ class _BadEndpoint(Endpoint):
         for item in items:
             self.send(item)
 
+    def recv_many(self) -> Sequence[Buffer]:
+        return [self._inner.recv()]
+
     def close(self) -> None:
         self._inner.close()
 
 
 class _BadLink(Link):
-    def __init__(self, spec: LinkSpec, mode: str) -> None:
+    def __init__(self, spec: LinkSpec, mode: str, batch: int) -> None:
         self._inner = RAW_PIPE.make_link(spec)
         self._mode = mode
+        self._batch = batch
 
     def endpoint(self, role: Role, index: int) -> Endpoint:
         ep = self._inner.endpoint(role, index)
-        return _BadEndpoint(ep, self._mode) if role == PRODUCER else ep
+        if role == PRODUCER:
+            return _BadEndpoint(ep, self._mode, self._batch)
+        # The consumer is sound; with batch > 1 it goes through recv_many.
+        return _BadEndpoint(ep, "none", self._batch)
 
     def cleanup(self) -> None:
         self._inner.cleanup()
 
 
-def broken(mode: str) -> Contender:
-    """A raw pipe whose producer does ``mode`` to message #AT."""
+def broken(mode: str, batch: int = 1) -> Contender:
+    """A raw pipe whose producer does ``mode`` to message #AT (``"none"``: nothing)."""
     return Contender(
         f"broken-{mode}",
         f"raw pipe that does '{mode}' to message #{AT}",
         "test",
-        lambda spec: _BadLink(spec, mode),
+        lambda spec: _BadLink(spec, mode, batch),
+        many_producers=True,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ipckit._bench.placement import plan
+from ipckit._bench.raw import RAW_CONTENDERS
 from ipckit._bench.results import ERROR, FAIL, OK, TIMEOUT
 from ipckit._bench.runner import run_round
 from ipckit._bench.workloads import PINGPONG, THROUGHPUT, Workload
@@ -15,8 +16,15 @@ MIXED = Workload("t-mixed", "tiny mixed sizes", THROUGHPUT, (64, 5000, 70000), 2
 PING = Workload("p-64B", "tiny ping-pong", PINGPONG, (64,), 20)
 
 
-def _round(contender, workload=SMALL, timeout=20.0):
-    return run_round(contender, workload, placement=plan("none"), duration=0.01, timeout=timeout)
+def _round(contender, workload=SMALL, timeout=20.0, producers=1):
+    return run_round(
+        contender,
+        workload,
+        placement=plan("none"),
+        duration=0.01,
+        timeout=timeout,
+        producers=producers,
+    )
 
 
 @pytest.mark.parametrize("workload", [SMALL, MIXED, PING], ids=lambda w: w.name)
@@ -65,3 +73,24 @@ def test_a_failing_setup_is_error():
     result = _round(failing_setup())
     assert result.status == ERROR
     assert "no such thing" in (result.reason or "")
+
+
+@pytest.mark.parametrize(("mode", "status"), [("none", OK), ("flip", FAIL), ("drop", FAIL)])
+def test_the_batch_path_checks_every_message(mode, status):
+    result = _round(broken(mode, batch=8))
+    assert result.status == status, result
+
+
+@pytest.mark.parametrize(("mode", "status"), [("none", OK), ("flip", FAIL), ("duplicate", FAIL)])
+def test_many_producers_are_followed_one_by_one(mode, status):
+    # 64-byte writes to one pipe are atomic, so two producers interleave whole messages.
+    result = _round(broken(mode), producers=2)
+    assert result.status == status, result
+    if status == FAIL:
+        assert "from producer" in (result.reason or "")
+
+
+def test_many_producers_on_a_real_queue():
+    raw_mq = next(c for c in RAW_CONTENDERS if c.name == "raw-mq")
+    result = _round(raw_mq, producers=3)
+    assert result.status == OK, result.reason
