@@ -33,6 +33,13 @@ def require_matplotlib() -> None:
         ) from None
 
 
+def _short(value: float) -> str:
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
 def plot(result: BenchResult, workloads: list[Workload], path: str) -> None:
     """Draw one panel per kind of figure and save it as a PNG at ``path``."""
     require_matplotlib()
@@ -40,6 +47,7 @@ def plot(result: BenchResult, workloads: list[Workload], path: str) -> None:
 
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     names = [c["name"] for c in result.contenders]
     panels = [(m, t, log) for m, t, log in _PANELS if any(w.primary == m for w in workloads)]
@@ -76,8 +84,13 @@ def plot(result: BenchResult, workloads: list[Workload], path: str) -> None:
         ax.set_title(title, fontsize=9)
         if log:
             ax.set_xscale("log")
+            # Plain labels (20k, 50k, 1M) at 1-2-5 steps; the default minor labels collide.
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", labelsize=8)
         ax.grid(axis="x", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     s = result.settings
     fig.suptitle(
         f"ipckit bench: {result.machine['cpu_model']}, {result.machine['nproc']} CPUs; "
