@@ -20,11 +20,13 @@ import os
 
 from ipckit._oserror import translate_os_errors
 
-__all__ = ["QueueState"]
+__all__ = ["SHUT_BYTE", "QueueState"]
 
 _SIZE = 64
 _MAGIC = b"IKQS"
-_SHUT = 4
+#: Offset of the shut-down byte, for callers that read :attr:`QueueState.mapping` directly.
+SHUT_BYTE = 4
+_SHUT = SHUT_BYTE
 
 
 class QueueState:
@@ -46,6 +48,11 @@ class QueueState:
             # A creator starts from a clean state even if a stale file was left behind.
             self._map[_SHUT] = 0
             self._map[:4] = _MAGIC
+
+    @property
+    def mapping(self) -> mmap.mmap:
+        """The shared bytes (``mapping[SHUT_BYTE]`` is the flag), for hot paths."""
+        return self._map
 
     @property
     def shut(self) -> bool:

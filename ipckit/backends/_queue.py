@@ -29,20 +29,36 @@ from typing import Any
 from typing_extensions import Buffer
 
 from ipckit._deadline import Deadline
-from ipckit._framing import FLAG_EOS, FLAG_OOB, HEADER_SIZE, Frame, decode_header, encode_header
+from ipckit._framing import (
+    FLAG_EOS,
+    FLAG_OOB,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    VERSION,
+    Frame,
+    decode_header,
+    encode_header,
+)
 from ipckit._oob import discard_block, put_block, read_block, sweep_blocks
 from ipckit._transport import Capabilities, OutFrame, TransportStats
+from ipckit.backends._qstate import SHUT_BYTE as _SHUT_BYTE
 from ipckit.backends._qstate import QueueState
 from ipckit.errors import ChannelClosed, Empty, Full, HandleClosed, ProtocolError
 
-__all__ = ["QueueTransport"]
+__all__ = ["SLICE", "QueueTransport"]
 
 _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
 #: Longest single sleep: how late a waiter may notice a shutdown whose doorbell was lost.
-_SLICE = 0.25
+SLICE = 0.25
 _EOS_FRAME = encode_header(0, FLAG_EOS, 0)
 _OOB_TOTAL = struct.Struct("<Q")
+_pack_header = HEADER.pack
+#: magic+version, serializer id, flags+reserved, length: the header as the fast path reads it.
+_fast_header = struct.Struct("<3sB4sQ").unpack_from
+_PREFIX = MAGIC + bytes((VERSION,))
+_ZEROS = bytes(4)
 
 
 class QueueTransport:
@@ -67,6 +83,7 @@ class QueueTransport:
         self._unit = unit
         self._inline_max = unit - HEADER_SIZE
         self._state = state
+        self._flag = state.mapping  # read directly on the hot path (a memory load)
         self._oob_prefix = oob_prefix
         self._max = max_message_size
         # A reference frame may be longer than a tiny max_message_size allows.
@@ -90,6 +107,18 @@ class QueueTransport:
     def _try_write(self, data: Buffer) -> bool:
         """Write one unit; False when the queue is full (never blocks)."""
         raise NotImplementedError
+
+    def _read_wait(self, deadline: Deadline) -> bytes | None:
+        """Wait up to one slice for a unit and take it; None if none came (yet)."""
+        if not self._wait(_POLLIN, deadline):
+            return None
+        return self._try_read()
+
+    def _write_wait(self, data: Buffer, deadline: Deadline) -> bool:
+        """Wait up to one slice for room and write the unit; False if it did not fit (yet)."""
+        if not self._wait(_POLLOUT, deadline):
+            return False
+        return self._try_write(data)
 
     def _write_doorbell(self) -> None:
         """Queue an end-of-stream frame if there is room (never blocks)."""
@@ -133,7 +162,7 @@ class QueueTransport:
             raise HandleClosed(f"this handle on {self.url} was closed")
         if deadline.expired():
             return False
-        poller.poll(int(deadline.slice(_SLICE) * 1000) + 1)
+        poller.poll(int(deadline.slice(SLICE) * 1000) + 1)
         if self._interrupted:
             raise HandleClosed(f"this handle on {self.url} was closed")
         return True
@@ -196,6 +225,21 @@ class QueueTransport:
         """Return 1..max_items frames; see :class:`~ipckit._transport.Transport`."""
         ready = self._ready
         try_read = self._try_read
+        if not ready and not self._eos and not self._interrupted:
+            unit = try_read()
+            if unit is not None:
+                if max_items == 1 and len(unit) >= HEADER_SIZE:
+                    # The common case, checked inline: one plain frame filling the unit.
+                    # Anything else (flags, batches, bad headers) takes the full path.
+                    prefix, ser, zeros, length = _fast_header(unit, 0)
+                    if (
+                        prefix == _PREFIX
+                        and zeros == _ZEROS
+                        and length == len(unit) - HEADER_SIZE
+                        and length <= self._max
+                    ):
+                        return [Frame(ser, 0, unit[HEADER_SIZE:])]
+                self._take(unit)
         while not ready:
             if self._interrupted:
                 raise HandleClosed(f"this handle on {self.url} was closed")
@@ -208,7 +252,12 @@ class QueueTransport:
             if self._state.shut:
                 self._eos = True
                 continue
-            if deadline.nonblocking or not self._wait(_POLLIN, deadline):
+            if deadline.nonblocking:
+                raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
+            unit = self._read_wait(deadline)
+            if unit is not None:
+                self._take(unit)
+            elif deadline.expired():
                 raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
         if max_items == 1:
             return [self._resolve(ready.popleft())]
@@ -245,10 +294,16 @@ class QueueTransport:
     def _write_unit(self, data: Buffer, deadline: Deadline, sent: int) -> None:
         """Write one unit, waiting as the deadline allows; raise Full(sent=...)."""
         state = self._state
-        while not self._try_write(data):
+        if self._try_write(data):
+            return
+        while True:
             if self._shut or state.shut:
                 raise self._closed_for_send()
-            if deadline.nonblocking or not self._wait(_POLLOUT, deadline):
+            if deadline.nonblocking:
+                raise Full(f"{self.url} stayed full for timeout={deadline.timeout}", sent=sent)
+            if self._write_wait(data, deadline):
+                return
+            if deadline.expired():
                 raise Full(f"{self.url} stayed full for timeout={deadline.timeout}", sent=sent)
 
     def _encode(self, frame: OutFrame) -> tuple[bytes, bytes | None]:
@@ -261,12 +316,12 @@ class QueueTransport:
 
     def send_frames(self, frames: Sequence[OutFrame], deadline: Deadline) -> None:
         """Send every frame in order; ``Full(sent=k)`` if time runs out between units."""
-        if self._shut or self._state.shut:
+        if self._shut or self._flag[_SHUT_BYTE]:
             raise self._closed_for_send()
         if len(frames) == 1:
-            frame = frames[0]
-            if frame.nbytes <= self._inline_max:
-                data = encode_header(frame.serializer_id, frame.flags, frame.nbytes) + frame.payload
+            ser, flags, payload, nbytes = frames[0]
+            if nbytes <= self._inline_max:
+                data = _pack_header(MAGIC, VERSION, ser, flags, nbytes) + payload
                 if not self._try_write(data):
                     self._write_unit(data, deadline, 0)
                 return
