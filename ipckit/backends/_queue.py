@@ -66,6 +66,9 @@ class QueueTransport:
 
     capabilities: Capabilities
     url: str
+    #: Blocking calls go straight to :meth:`_read_wait`/:meth:`_write_wait`, which then must
+    #: return at once when a unit is there (true of a blocking kernel call, not of poll()).
+    _wait_first = False
 
     def __init__(
         self,
@@ -226,7 +229,10 @@ class QueueTransport:
         ready = self._ready
         try_read = self._try_read
         if not ready and not self._eos and not self._interrupted:
-            unit = try_read()
+            if self._wait_first and not deadline.nonblocking and not self._flag[_SHUT_BYTE]:
+                unit = self._read_wait(deadline)
+            else:
+                unit = try_read()
             if unit is not None:
                 if max_items == 1 and len(unit) >= HEADER_SIZE:
                     # The common case, checked inline: one plain frame filling the unit.
@@ -245,15 +251,17 @@ class QueueTransport:
                 raise HandleClosed(f"this handle on {self.url} was closed")
             if self._eos:
                 raise ChannelClosed(f"{self.url} was shut down and nothing is left")
-            unit = try_read()
-            if unit is not None:
-                self._take(unit)
-                continue
-            if self._state.shut:
-                self._eos = True
-                continue
-            if deadline.nonblocking:
-                raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
+            shut = self._flag[_SHUT_BYTE]
+            if deadline.nonblocking or shut or not self._wait_first:
+                unit = try_read()
+                if unit is not None:
+                    self._take(unit)
+                    continue
+                if shut:
+                    self._eos = True
+                    continue
+                if deadline.nonblocking:
+                    raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
             unit = self._read_wait(deadline)
             if unit is not None:
                 self._take(unit)
@@ -322,7 +330,11 @@ class QueueTransport:
             ser, flags, payload, nbytes = frames[0]
             if nbytes <= self._inline_max:
                 data = _pack_header(MAGIC, VERSION, ser, flags, nbytes) + payload
-                if not self._try_write(data):
+                if self._wait_first and not deadline.nonblocking:
+                    done = self._write_wait(data, deadline)
+                else:
+                    done = self._try_write(data)
+                if not done:
                     self._write_unit(data, deadline, 0)
                 return
         index = 0

@@ -177,6 +177,7 @@ class MqTransport(QueueTransport):
         except posix_ipc.Error:
             waiter = None  # unlinked meanwhile: waits fall back to poll()
         self._waiter = waiter
+        self._wait_first = waiter is not None
         super().__init__(
             url=url,
             fd=mq.mqd,
