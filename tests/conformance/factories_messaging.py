@@ -7,6 +7,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -53,7 +54,7 @@ _MQ_CREATE = {"max_messages": _MQ_DEPTH, "message_size": "1KiB"}
 
 
 def _called_from(name: str) -> bool:
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == name:
             return True

@@ -93,3 +93,15 @@ def connect_as_user(url: str, uid: int, report: str) -> None:
     except Exception as exc:
         outcome = type(exc).__name__
     os.write(int(report), outcome.encode())
+
+
+def send_until_closed(url: str, options: dict[str, Any]) -> None:
+    """With SIGPIPE at its default (kill), send until the peer's close shows; exit 0 if so."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    ch = ipckit.connect(url, timeout=30, **options)
+    try:
+        for _ in range(100_000):
+            ch.send_bytes(bytes(65536), timeout=30)
+    except ipckit.ChannelClosed:
+        os._exit(0)
+    os._exit(1)

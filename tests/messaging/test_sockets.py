@@ -500,6 +500,19 @@ def test_reader_gone_while_writing(name: str) -> None:
             assert errors and isinstance(errors[0], ipckit.ChannelClosed), errors
 
 
+@pytest.mark.parametrize("name", ["unix", "tcp-authkey"])
+def test_sigpipe_never_kills_a_sender(name: str) -> None:
+    """A child with SIGPIPE at its default action writes to a closed peer and survives."""
+    make_url, options = LISTENERS[name]
+    with ipckit.listen(make_url(), **options) as lst:
+        proc = CTX.Process(target=_workers.send_until_closed, args=(lst.url, options))
+        proc.start()
+        lst.accept(timeout=BOUND).close()
+        proc.join(BOUND)
+        assert proc.exitcode == 0, f"sender ended with {proc.exitcode} (-13 is SIGPIPE)"
+        proc.close()
+
+
 def test_listener_close_wakes_accept() -> None:
     lst = ipckit.listen(_unix_url())
     outcome: list[BaseException] = []
@@ -513,8 +526,7 @@ def test_listener_close_wakes_accept() -> None:
     thread = threading.Thread(target=wait)
     thread.start()
     with _raw_client(lst.url):
-        lst._transport.close()  # type: ignore[attr-defined]
+        lst.close()
         thread.join(BOUND)
-    lst._closed = True  # type: ignore[attr-defined]
     assert not thread.is_alive()
     assert outcome and isinstance(outcome[0], ipckit.ChannelClosed)
