@@ -47,7 +47,6 @@ from ipckit.errors import (
     ChannelNotFound,
     ConfigurationError,
     HandleClosed,
-    IPCError,
     Timeout,
     TransportError,
 )
@@ -399,7 +398,7 @@ class SocketListener:
             transport = _make_transport(
                 sock, self.url, self._options["max_message_size"], no_pickle=self._no_pickle
             )
-        except (IPCError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, only this client is dropped
             level = logging.WARNING if isinstance(exc, AuthenticationError) else logging.INFO
             log.log(level, "ipckit listener %s dropped a client: %s", self.url, exc)
             sock.close()
