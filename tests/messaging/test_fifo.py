@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import ipckit
+from ipckit._framing import encode_header
 from ipckit._oob import SHM_DIR
 from ipckit.backends.fifo import STATE_SUFFIX
 from ipckit.testing import unique_name
@@ -237,4 +238,23 @@ def test_reader_killed_does_not_stall_others(url: str) -> None:
                     break
             assert [s for w, s in seen if w == 1] == list(range(50))
             results.unlink()
+        q.unlink()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [encode_header(1, 0, 2**60), b"not ipckit at all", encode_header(1, 0, 100) + b"short"],
+    ids=["huge-length", "garbage", "truncated"],
+)
+def test_foreign_bytes_are_a_protocol_error_and_the_queue_goes_on(url: str, garbage: bytes) -> None:
+    with ipckit.open(url, create=True) as q:
+        fd = os.open(url.removeprefix("fifo://"), os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.write(fd, garbage)
+        finally:
+            os.close(fd)
+        with pytest.raises(ipckit.ProtocolError):
+            q.recv(timeout=BOUND)
+        q.send("fine", timeout=BOUND)
+        assert q.recv(timeout=BOUND) == "fine"
         q.unlink()

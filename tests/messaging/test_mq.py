@@ -11,9 +11,11 @@ import stat
 from collections.abc import Iterator
 from typing import Any
 
+import posix_ipc
 import pytest
 
 import ipckit
+from ipckit._framing import FLAG_OOB, encode_header
 from ipckit._oob import SHM_DIR
 from ipckit.backends.mq import QueueLimitError, max_queue_depth
 from ipckit.testing import unique_name
@@ -177,4 +179,25 @@ def test_sender_killed_mid_send(url: str) -> None:
                 break
         q.send("alive", timeout=BOUND)
         assert q.recv(timeout=BOUND) == "alive"
+        q.unlink()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [encode_header(1, 0, 2**60), b"not ipckit at all", encode_header(1, FLAG_OOB, 3) + b"ref"],
+    ids=["huge-length", "garbage", "bad-oob-reference"],
+)
+def test_foreign_messages_are_a_protocol_error_and_the_queue_goes_on(
+    url: str, garbage: bytes
+) -> None:
+    with ipckit.open(url, create=True) as q:
+        raw = posix_ipc.MessageQueue("/" + url.removeprefix("mq://"))
+        try:
+            raw.send(garbage)
+        finally:
+            raw.close()
+        with pytest.raises(ipckit.ProtocolError):
+            q.recv(timeout=BOUND)
+        q.send("fine", timeout=BOUND)
+        assert q.recv(timeout=BOUND) == "fine"
         q.unlink()
