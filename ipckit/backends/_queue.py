@@ -44,7 +44,14 @@ from ipckit._oob import discard_block, put_block, read_block, sweep_blocks
 from ipckit._transport import Capabilities, OutFrame, TransportStats
 from ipckit.backends._qstate import SHUT_BYTE as _SHUT_BYTE
 from ipckit.backends._qstate import QueueState
-from ipckit.errors import ChannelClosed, Empty, Full, HandleClosed, ProtocolError
+from ipckit.errors import (
+    ChannelClosed,
+    ConfigurationError,
+    Empty,
+    Full,
+    HandleClosed,
+    ProtocolError,
+)
 
 __all__ = ["SLICE", "QueueTransport"]
 
@@ -85,6 +92,13 @@ class QueueTransport:
         self._fd = fd
         self._unit = unit
         self._inline_max = unit - HEADER_SIZE
+        # A reference frame: header, (length, name length), "<prefix>.oob.<16 hex digits>".
+        ref_frame = HEADER_SIZE + 9 + len(oob_prefix.encode()) + len(".oob.") + 16
+        if ref_frame > unit:
+            raise ConfigurationError(
+                f"{url}: units of {unit} bytes cannot carry a {ref_frame}-byte reference to "
+                "an out-of-band message; use a bigger message_size or a shorter name"
+            )
         self._state = state
         self._flag = state.mapping  # read directly on the hot path (a memory load)
         self._oob_prefix = oob_prefix

@@ -151,6 +151,8 @@ class MqTransport(QueueTransport):
         self._priority = priority
         mode = options["mode"]
         mq = _open_queue(self._name, url, create, options)
+        state: QueueState | None = None
+        waiter: posix_ipc.MessageQueue | None = None
         try:
             if create:
                 os.fchmod(mq.mqd, mode)  # mq_open honours the umask; the caller asked for mode
@@ -158,35 +160,41 @@ class MqTransport(QueueTransport):
             state = QueueState(
                 os.path.join(SHM_DIR, f"ikmq.{name}.ikstate"), mode=mode, reset=create
             )
+            # A second, blocking descriptor for waits: the kernel sleeps in mq_timedreceive/
+            # send and hands over the message in the same call. (One descriptor cannot serve
+            # both: O_NONBLOCK is shared by this handle's sending and receiving threads, and
+            # a zero timeout costs a timer round trip, ~25 us, on every empty look.)
+            try:
+                waiter = posix_ipc.MessageQueue(self._name, 0, read=True, write=True)
+            except posix_ipc.Error:
+                waiter = None  # unlinked meanwhile: waits fall back to poll()
+            self._mq = mq
+            self._send = mq.send
+            self._receive = mq.receive
+            self._waiter = waiter
+            self._wait_first = waiter is not None
+            super().__init__(
+                url=url,
+                fd=mq.mqd,
+                unit=mq.max_message_size,
+                state=state,
+                oob_prefix=f"ikmq.{name}",
+                max_message_size=options["max_message_size"],
+                reducer=(_attach, (name, url, dict(options))),
+            )
         except BaseException as exc:
+            if waiter is not None:
+                waiter.close()
+            if state is not None:
+                state.close()
+                if create:
+                    state.unlink()
             mq.close()
             if create:
                 posix_ipc.unlink_message_queue(self._name)
             if isinstance(exc, OSError):
                 raise os_error_to_ipc(exc, f"opening {url}") from exc
             raise
-        self._mq = mq
-        self._send = mq.send
-        self._receive = mq.receive
-        # A second, blocking descriptor for waits: the kernel sleeps in mq_timedreceive/send
-        # and hands over the message in the same call. (One descriptor cannot serve both:
-        # O_NONBLOCK is shared by this handle's sending and receiving threads, and a
-        # zero timeout costs a timer round trip, ~25 us, on every empty look.)
-        try:
-            waiter = posix_ipc.MessageQueue(self._name, 0, read=True, write=True)
-        except posix_ipc.Error:
-            waiter = None  # unlinked meanwhile: waits fall back to poll()
-        self._waiter = waiter
-        self._wait_first = waiter is not None
-        super().__init__(
-            url=url,
-            fd=mq.mqd,
-            unit=mq.max_message_size,
-            state=state,
-            oob_prefix=f"ikmq.{name}",
-            max_message_size=options["max_message_size"],
-            reducer=(_attach, (name, url, dict(options))),
-        )
 
     def _try_read(self) -> bytes | None:
         try:
@@ -283,9 +291,10 @@ def _open_queue(
             raise os_error_to_ipc(exc, f"attaching to {url}") from exc
     depth = options["max_messages"] or posix_ipc.QUEUE_MESSAGES_MAX_DEFAULT
     size = options["message_size"] or posix_ipc.QUEUE_MESSAGE_SIZE_MAX_DEFAULT
-    if depth < 1 or size < 64:
+    if depth < 1 or size < 512:
         raise ConfigurationError(
-            f"{url}: max_messages must be at least 1 and message_size at least 64 bytes"
+            f"{url}: max_messages must be at least 1 and message_size at least 512 bytes "
+            "(a unit must hold a reference to an out-of-band message)"
         )
     try:
         return posix_ipc.MessageQueue(

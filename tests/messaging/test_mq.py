@@ -201,3 +201,8 @@ def test_foreign_messages_are_a_protocol_error_and_the_queue_goes_on(
         q.send("fine", timeout=BOUND)
         assert q.recv(timeout=BOUND) == "fine"
         q.unlink()
+
+
+def test_units_too_small_for_a_reference_are_refused(url: str) -> None:
+    with pytest.raises(ipckit.ConfigurationError, match="512"):
+        ipckit.open(url, create=True, message_size=100)
