@@ -206,3 +206,26 @@ def test_foreign_messages_are_a_protocol_error_and_the_queue_goes_on(
 def test_units_too_small_for_a_reference_are_refused(url: str) -> None:
     with pytest.raises(ipckit.ConfigurationError, match="512"):
         ipckit.open(url, create=True, message_size=100)
+
+
+def test_many_writers_and_readers_mixed_sizes(url: str) -> None:
+    """3 writers x 300 messages (inline and out of band), 2 readers: each once, none torn."""
+    report = "mq://" + unique_name("report")
+    options = {"max_message_size": 1 << 20}
+    sizes = [100, 20_000, 8000] * 100
+    with ipckit.open(url, create=True, **options) as q, ipckit.open(report, create=True) as out:
+        total = 3 * len(sizes)
+        readers = [_start(_workers.read_frames, url, report, total // 2, options) for _ in range(2)]
+        writers = [_start(_workers.write_frames, url, w, sizes, options) for w in range(3)]
+        got: list[tuple[int, int]] = []
+        for _ in readers:
+            got.extend(tuple(pair) for pair in out.recv(timeout=BOUND * 2))
+        for proc in readers + writers:
+            proc.join(BOUND)
+            assert proc.exitcode == 0
+        assert len(got) == total and len(set(got)) == total
+        for w in range(3):
+            assert sorted(s for writer, s in got if writer == w) == list(range(len(sizes)))
+        assert _oob_blocks(q) == []
+        q.unlink()
+        out.unlink()
