@@ -22,54 +22,31 @@ from __future__ import annotations
 import errno
 import fcntl
 import ipaddress
-import logging
 import os
 import select
 import socket
 import ssl
 import stat
-import struct
-import threading
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from ipckit._deadline import Deadline
-from ipckit._framing import Frame
 from ipckit._oserror import os_error_to_ipc
-from ipckit._transport import Capabilities, OutFrame, Transport
+from ipckit._transport import Transport
 from ipckit._url import Endpoint, OptionSpec
-from ipckit.backends._handshake import client_handshake, deny, server_handshake
-from ipckit.backends._stream import StreamTransport
+from ipckit.backends._handshake import client_handshake
+from ipckit.backends._listener import SocketListener, check_authkey, configure_tcp, peer_uid
+from ipckit.backends._sockstream import SOCKET_CAPABILITIES, make_transport
 from ipckit.errors import (
     AuthenticationError,
     ChannelExists,
     ChannelNotFound,
     ConfigurationError,
-    HandleClosed,
     Timeout,
     TransportError,
 )
-from ipckit.serializers import PICKLE_ID
 
 __all__ = ["BACKENDS", "SOCKET_CAPABILITIES", "SocketBackend", "SocketListener"]
-
-log = logging.getLogger("ipckit")
-
-SOCKET_CAPABILITIES = Capabilities(
-    native_message_size=None,
-    many_producers=False,
-    many_consumers=False,
-    has_fileno=True,
-    named=False,
-)
-
-#: Handshakes run at once per listener; more clients wait in the kernel's backlog.
-MAX_PENDING_HANDSHAKES = 64
-_UCRED = struct.Struct("3i")
-_UNIX_SNDBUF = 4 * 1024 * 1024
-#: Bytes handed to one TLS write: a retry after "would block" must repeat the same bytes.
-_TLS_CHUNK = 256 * 1024
 
 _COMMON: dict[str, OptionSpec] = {
     "handshake_timeout": OptionSpec("float", 5.0, "seconds a client has to finish the handshake"),
@@ -122,326 +99,6 @@ def _tcp_address(endpoint: Endpoint) -> tuple[str, int]:
 
 def _tcp_url(host: str, port: int) -> str:
     return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
-
-
-def _check_authkey(options: Mapping[str, Any]) -> bytes | None:
-    key: bytes | None = options.get("authkey")
-    if key is not None and not key:
-        raise ConfigurationError(
-            "authkey must not be empty: an empty key proves nothing; pass a secret of 16+ "
-            "random bytes (secrets.token_bytes(32)) to both ends, or no authkey"
-        )
-    return key
-
-
-# -- transports --------------------------------------------------------------------------
-
-
-class _NoPickleTransport(StreamTransport):
-    """Refuses pickle frames both ways: pickle over unauthenticated TCP runs a stranger's code."""
-
-    def _refuse(self) -> ConfigurationError:
-        return ConfigurationError(
-            f"the pickle serializer over {self.url} needs an authkey: unpickling runs code "
-            "chosen by whoever can connect; pass authkey= to both ends (or use msgpack)"
-        )
-
-    def send_frames(self, frames: Sequence[OutFrame], deadline: Deadline) -> None:
-        """Send unless a frame is pickled."""
-        for frame in frames:
-            if frame.serializer_id == PICKLE_ID:
-                raise self._refuse()
-        super().send_frames(frames, deadline)
-
-    def recv_frames(self, max_items: int, deadline: Deadline) -> list[Frame]:
-        """Receive; a pickled frame from the peer is an error, not an object."""
-        frames = super().recv_frames(max_items, deadline)
-        for frame in frames:
-            if frame.serializer_id == PICKLE_ID:
-                raise self._refuse()
-        return frames
-
-
-def _reduce(transport: StreamTransport) -> tuple[Callable[..., object], tuple[object, ...]]:
-    from multiprocessing.reduction import DupFd
-
-    fd = transport.read_fd()
-    if fd is None:
-        raise TypeError(f"a closed channel on {transport.url} cannot be passed on")
-    return _rebuild, (
-        DupFd(fd),
-        transport.url,
-        transport._decoder._max,
-        isinstance(transport, _NoPickleTransport),
-    )
-
-
-def _rebuild(dup: Any, url: str, max_size: int, no_pickle: bool) -> StreamTransport:
-    sock = socket.socket(fileno=dup.detach())
-    return _make_transport(sock, url, max_size, no_pickle=no_pickle)
-
-
-def _make_transport(
-    sock: socket.socket, url: str, max_size: int, *, no_pickle: bool
-) -> StreamTransport:
-    sock.setblocking(False)
-    if sock.family == socket.AF_UNIX:
-        # A Unix socket charges each small write a whole buffer's overhead against SO_SNDBUF,
-        # so the default holds only ~200 small messages; ask for more (the kernel caps it
-        # at net.core.wmem_max), as pipes ask for a bigger F_SETPIPE_SZ.
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _UNIX_SNDBUF)
-        except OSError:
-            pass
-    cls = _NoPickleTransport if no_pickle else StreamTransport
-    fd = sock.fileno()
-    if isinstance(sock, ssl.SSLSocket):
-        return cls(
-            fd,
-            fd,
-            url=url,
-            max_message_size=max_size,
-            capabilities=SOCKET_CAPABILITIES,
-            reducer=None,  # TLS state lives in this process's SSL object
-            on_close=sock.close,
-            write=_tls_writer(sock),
-            writev=_tls_vwriter(sock),
-            readinto=_tls_reader(sock),
-        )
-    send = sock.send
-    sendmsg = sock.sendmsg
-    nosignal = socket.MSG_NOSIGNAL
-
-    def write(fd: int, data: bytes) -> int:
-        return send(data, nosignal)
-
-    def writev(fd: int, bufs: Sequence[bytes | memoryview]) -> int:
-        return sendmsg(bufs, (), nosignal)
-
-    return cls(
-        fd,
-        fd,
-        url=url,
-        max_message_size=max_size,
-        capabilities=SOCKET_CAPABILITIES,
-        reducer=_reduce,
-        on_close=sock.close,
-        write=write,
-        writev=writev,
-    )
-
-
-def _tls_reader(sock: ssl.SSLSocket) -> Callable[[int, memoryview], int]:
-    def readinto(fd: int, buf: memoryview) -> int:
-        try:
-            return sock.recv_into(buf)
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            raise BlockingIOError(errno.EAGAIN, "TLS: no whole record yet") from None
-        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-            return 0
-
-    return readinto
-
-
-def _tls_send(sock: ssl.SSLSocket, data: bytes | memoryview) -> int:
-    try:
-        return sock.send(data)
-    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-        raise BlockingIOError(errno.EAGAIN, "TLS: socket buffer full") from None
-    except ssl.SSLEOFError as exc:
-        raise BrokenPipeError(errno.EPIPE, "TLS peer closed") from exc
-
-
-def _tls_writer(sock: ssl.SSLSocket) -> Callable[[int, bytes], int]:
-    def write(fd: int, data: bytes) -> int:
-        return _tls_send(sock, data[:_TLS_CHUNK])
-
-    return write
-
-
-def _tls_vwriter(sock: ssl.SSLSocket) -> Callable[[int, Sequence[bytes | memoryview]], int]:
-    def writev(fd: int, bufs: Sequence[bytes | memoryview]) -> int:
-        parts = []
-        size = 0
-        for b in bufs:
-            view = memoryview(b).cast("B")
-            take = view[: _TLS_CHUNK - size]
-            parts.append(take)
-            size += take.nbytes
-            if size >= _TLS_CHUNK:
-                break
-        return _tls_send(sock, b"".join(parts))
-
-    return writev
-
-
-# -- peer checks -------------------------------------------------------------------------
-
-
-def _peer_uid(sock: socket.socket) -> int:
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-    return int(_UCRED.unpack(raw)[1])
-
-
-def _configure_tcp(sock: socket.socket) -> None:
-    # Small messages must not wait for Nagle's algorithm to coalesce them.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-# -- listening ---------------------------------------------------------------------------
-
-
-class SocketListener:
-    """A listening socket that hands out channels whose handshake succeeded."""
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        url: str,
-        options: Mapping[str, Any],
-        *,
-        unix: bool,
-        path: str | None = None,
-    ) -> None:
-        self.url = url
-        self._sock = sock
-        self._unix = unix
-        self._path = path
-        self._inode = os.stat(path).st_ino if path else None
-        self._options = dict(options)
-        self._authkey = _check_authkey(options)
-        self._ssl: ssl.SSLContext | None = options.get("ssl_context")
-        self._no_pickle = not unix and self._authkey is None
-        self._done: deque[Transport] = deque()
-        self._pending: dict[threading.Thread, socket.socket] = {}
-        self._lock = threading.Lock()
-        self._closed = False
-        self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        #: Clients dropped during the handshake (garbage, wrong key, silence, other user).
-        self.rejected = 0
-        sock.setblocking(False)
-
-    def fileno(self) -> int:
-        """The listening descriptor."""
-        return self._sock.fileno()
-
-    def accept(self, deadline: Deadline) -> Transport:
-        """Wait for a client whose handshake succeeds; ``Timeout`` when time runs out."""
-        poller = select.poll()
-        poller.register(self._wake, select.POLLIN)
-        listening = False
-        while True:
-            with self._lock:
-                if self._closed:
-                    raise HandleClosed(f"listener on {self.url} is closed")
-                if self._done:
-                    return self._done.popleft()
-                room = len(self._pending) < MAX_PENDING_HANDSHAKES
-            if room != listening:
-                if room:
-                    poller.register(self._sock.fileno(), select.POLLIN)
-                else:
-                    poller.unregister(self._sock.fileno())
-                listening = room
-            left = deadline.remaining()
-            events = poller.poll(None if left is None else int(left * 1000) + 1)
-            if not events and deadline.expired():
-                raise Timeout(
-                    f"no client completed a handshake on {self.url} within "
-                    f"timeout={deadline.timeout}"
-                )
-            if self._closed:
-                raise HandleClosed(f"listener on {self.url} is closed")
-            for fd, _ in events:
-                if fd == self._wake:
-                    try:
-                        os.eventfd_read(self._wake)
-                    except OSError:
-                        pass
-                else:
-                    self._accept_one()
-
-    def _accept_one(self) -> None:
-        try:
-            conn, _ = self._sock.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return
-        except OSError as exc:
-            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                log.warning("ipckit listener %s cannot accept: %s", self.url, exc)
-                return
-            raise os_error_to_ipc(exc, f"accepting on {self.url}") from exc
-        thread = threading.Thread(
-            target=self._serve_handshake, args=(conn,), name="ipckit-handshake", daemon=True
-        )
-        with self._lock:
-            self._pending[thread] = conn
-        thread.start()
-
-    def _serve_handshake(self, conn: socket.socket) -> None:
-        deadline = Deadline(self._options["handshake_timeout"])
-        sock = conn
-        transport: Transport | None = None
-        try:
-            if self._unix:
-                if not self._options["allow_other_users"] and _peer_uid(conn) != os.getuid():
-                    deny(conn, deadline)
-                    raise AuthenticationError(
-                        f"refused a client on {self.url} running as uid {_peer_uid(conn)}"
-                    )
-            else:
-                _configure_tcp(conn)
-            if self._ssl is not None:
-                conn.settimeout(deadline.remaining())
-                sock = self._ssl.wrap_socket(conn, server_side=True)
-            server_handshake(sock, self._authkey, deadline)
-            transport = _make_transport(
-                sock, self.url, self._options["max_message_size"], no_pickle=self._no_pickle
-            )
-        except Exception as exc:  # noqa: BLE001 - whatever went wrong, only this client is dropped
-            level = logging.WARNING if isinstance(exc, AuthenticationError) else logging.INFO
-            log.log(level, "ipckit listener %s dropped a client: %s", self.url, exc)
-            sock.close()
-            conn.close()
-        finally:
-            with self._lock:
-                self._pending.pop(threading.current_thread(), None)
-                if transport is None:
-                    self.rejected += 1
-                elif not self._closed:
-                    self._done.append(transport)
-                    transport = None
-                if not self._closed:
-                    # Under the lock: close() may not release the descriptor meanwhile.
-                    os.eventfd_write(self._wake, 1)
-        if transport is not None:
-            transport.close()  # the listener closed while this client was shaking hands
-
-    def close(self) -> None:
-        """Stop listening, drop clients mid-handshake, remove the socket file if ours."""
-        with self._lock:
-            self._closed = True
-            pending = dict(self._pending)
-            done, self._done = list(self._done), deque()
-        for conn in pending.values():
-            try:
-                conn.shutdown(socket.SHUT_RDWR)  # wakes the handshake thread at once
-            except OSError:
-                pass
-        for thread in pending:
-            thread.join(10)
-        for transport in done:
-            transport.close()
-        if self._path is not None:
-            try:
-                if os.stat(self._path).st_ino == self._inode:
-                    os.unlink(self._path)
-            except FileNotFoundError:
-                pass
-        self._sock.close()
-        with self._lock:
-            os.eventfd_write(self._wake, 1)  # an accept() in another thread wakes and sees closed
-            os.close(self._wake)
 
 
 def _bind_unix(sock: socket.socket, path: str, url: str, mode: int) -> None:
@@ -522,7 +179,7 @@ def _listen_unix(endpoint: Endpoint, options: Mapping[str, Any]) -> SocketListen
 
 def _listen_tcp(endpoint: Endpoint, options: Mapping[str, Any]) -> SocketListener:
     host, port = _tcp_address(endpoint)
-    authkey = _check_authkey(options)
+    authkey = check_authkey(options)
     ctx = options["ssl_context"]
     if ctx is not None and not isinstance(ctx, ssl.SSLContext):
         raise ConfigurationError("ssl_context must be an ssl.SSLContext")
@@ -605,17 +262,17 @@ def _handshake_deadline(deadline: Deadline, options: Mapping[str, Any]) -> Deadl
 
 
 def _connect_unix(endpoint: Endpoint, options: Mapping[str, Any], deadline: Deadline) -> Transport:
-    authkey = _check_authkey(options)
+    authkey = check_authkey(options)
     sock = _connect_socket(socket.AF_UNIX, _unix_address(endpoint), endpoint.url, deadline)
     try:
-        uid = _peer_uid(sock)
+        uid = peer_uid(sock)
         if not options["allow_other_users"] and uid not in (os.getuid(), 0):
             raise AuthenticationError(
                 f"connecting to {endpoint.url}: the server runs as uid {uid}, not as this "
                 "user; pass allow_other_users=True if that is expected"
             )
         client_handshake(sock, authkey, _handshake_deadline(deadline, options), endpoint.url)
-        return _make_transport(sock, endpoint.url, options["max_message_size"], no_pickle=False)
+        return make_transport(sock, endpoint.url, options["max_message_size"], no_pickle=False)
     except BaseException:
         sock.close()
         raise
@@ -623,7 +280,7 @@ def _connect_unix(endpoint: Endpoint, options: Mapping[str, Any], deadline: Dead
 
 def _connect_tcp(endpoint: Endpoint, options: Mapping[str, Any], deadline: Deadline) -> Transport:
     host, port = _tcp_address(endpoint)
-    authkey = _check_authkey(options)
+    authkey = check_authkey(options)
     ctx = options["ssl_context"]
     if ctx is not None and not isinstance(ctx, ssl.SSLContext):
         raise ConfigurationError("ssl_context must be an ssl.SSLContext")
@@ -643,7 +300,7 @@ def _connect_tcp(endpoint: Endpoint, options: Mapping[str, Any], deadline: Deadl
         raise last
     wrapped = sock
     try:
-        _configure_tcp(sock)
+        configure_tcp(sock)
         hs_deadline = _handshake_deadline(deadline, options)
         if ctx is not None:
             sock.setblocking(True)
@@ -657,7 +314,7 @@ def _connect_tcp(endpoint: Endpoint, options: Mapping[str, Any], deadline: Deadl
                     f"TLS handshake with {endpoint.url} failed: {exc}"
                 ) from exc
         client_handshake(wrapped, authkey, hs_deadline, endpoint.url)
-        return _make_transport(
+        return make_transport(
             wrapped, endpoint.url, options["max_message_size"], no_pickle=authkey is None
         )
     except BaseException:

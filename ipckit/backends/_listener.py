@@ -1,0 +1,220 @@
+"""The listener behind ``unix://`` and ``tcp://``: accept, then a handshake per client.
+
+``accept()`` accepts connections and starts one short-lived thread per client to run
+its handshake (uid check, TLS, ``_handshake``) under ``handshake_timeout``; finished
+handshakes queue up and ``accept()`` hands them out in completion order. So a client
+that connects and says nothing costs its own thread until its deadline, never
+``accept()`` for the others. A failed client is dropped, logged on the ``ipckit``
+logger and counted in :attr:`SocketListener.rejected`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import socket
+import ssl
+import struct
+import threading
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from ipckit._deadline import Deadline
+from ipckit._oserror import os_error_to_ipc
+from ipckit._transport import Transport
+from ipckit.backends._handshake import deny, server_handshake
+from ipckit.backends._sockstream import make_transport
+from ipckit.errors import AuthenticationError, ConfigurationError, HandleClosed, Timeout
+
+__all__ = [
+    "MAX_PENDING_HANDSHAKES",
+    "SocketListener",
+    "check_authkey",
+    "configure_tcp",
+    "peer_uid",
+]
+
+log = logging.getLogger("ipckit")
+
+#: Handshakes run at once per listener; more clients wait in the kernel's backlog.
+MAX_PENDING_HANDSHAKES = 64
+_UCRED = struct.Struct("3i")
+
+
+def check_authkey(options: Mapping[str, Any]) -> bytes | None:
+    """The authkey option, refusing an empty one."""
+    key: bytes | None = options.get("authkey")
+    if key is not None and not key:
+        raise ConfigurationError(
+            "authkey must not be empty: an empty key proves nothing; pass a secret of 16+ "
+            "random bytes (secrets.token_bytes(32)) to both ends, or no authkey"
+        )
+    return key
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket (``SO_PEERCRED``)."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    return int(_UCRED.unpack(raw)[1])
+
+
+def configure_tcp(sock: socket.socket) -> None:
+    """Per-connection TCP options."""
+    # Small messages must not wait for Nagle's algorithm to coalesce them.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class SocketListener:
+    """A listening socket that hands out channels whose handshake succeeded."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        url: str,
+        options: Mapping[str, Any],
+        *,
+        unix: bool,
+        path: str | None = None,
+    ) -> None:
+        self.url = url
+        self._sock = sock
+        self._unix = unix
+        self._path = path
+        self._inode = os.stat(path).st_ino if path else None
+        self._options = dict(options)
+        self._authkey = check_authkey(options)
+        self._ssl: ssl.SSLContext | None = options.get("ssl_context")
+        self._no_pickle = not unix and self._authkey is None
+        self._done: deque[Transport] = deque()
+        self._pending: dict[threading.Thread, socket.socket] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        #: Clients dropped during the handshake (garbage, wrong key, silence, other user).
+        self.rejected = 0
+        sock.setblocking(False)
+
+    def fileno(self) -> int:
+        """The listening descriptor."""
+        return self._sock.fileno()
+
+    def accept(self, deadline: Deadline) -> Transport:
+        """Wait for a client whose handshake succeeds; ``Timeout`` when time runs out."""
+        poller = select.poll()
+        poller.register(self._wake, select.POLLIN)
+        listening = False
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise HandleClosed(f"listener on {self.url} is closed")
+                if self._done:
+                    return self._done.popleft()
+                room = len(self._pending) < MAX_PENDING_HANDSHAKES
+            if room != listening:
+                if room:
+                    poller.register(self._sock.fileno(), select.POLLIN)
+                else:
+                    poller.unregister(self._sock.fileno())
+                listening = room
+            left = deadline.remaining()
+            events = poller.poll(None if left is None else int(left * 1000) + 1)
+            if not events and deadline.expired():
+                raise Timeout(
+                    f"no client completed a handshake on {self.url} within "
+                    f"timeout={deadline.timeout}"
+                )
+            if self._closed:
+                raise HandleClosed(f"listener on {self.url} is closed")
+            for fd, _ in events:
+                if fd == self._wake:
+                    try:
+                        os.eventfd_read(self._wake)
+                    except OSError:
+                        pass
+                else:
+                    self._accept_one()
+
+    def _accept_one(self) -> None:
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                log.warning("ipckit listener %s cannot accept: %s", self.url, exc)
+                return
+            raise os_error_to_ipc(exc, f"accepting on {self.url}") from exc
+        thread = threading.Thread(
+            target=self._serve_handshake, args=(conn,), name="ipckit-handshake", daemon=True
+        )
+        with self._lock:
+            self._pending[thread] = conn
+        thread.start()
+
+    def _serve_handshake(self, conn: socket.socket) -> None:
+        deadline = Deadline(self._options["handshake_timeout"])
+        sock = conn
+        transport: Transport | None = None
+        try:
+            if self._unix:
+                if not self._options["allow_other_users"] and peer_uid(conn) != os.getuid():
+                    deny(conn, deadline)
+                    raise AuthenticationError(
+                        f"refused a client on {self.url} running as uid {peer_uid(conn)}"
+                    )
+            else:
+                configure_tcp(conn)
+            if self._ssl is not None:
+                conn.settimeout(deadline.remaining())
+                sock = self._ssl.wrap_socket(conn, server_side=True)
+            server_handshake(sock, self._authkey, deadline)
+            transport = make_transport(
+                sock, self.url, self._options["max_message_size"], no_pickle=self._no_pickle
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, only this client is dropped
+            level = logging.WARNING if isinstance(exc, AuthenticationError) else logging.INFO
+            log.log(level, "ipckit listener %s dropped a client: %s", self.url, exc)
+            sock.close()
+            conn.close()
+        finally:
+            with self._lock:
+                self._pending.pop(threading.current_thread(), None)
+                if transport is None:
+                    self.rejected += 1
+                elif not self._closed:
+                    self._done.append(transport)
+                    transport = None
+                if not self._closed:
+                    # Under the lock: close() may not release the descriptor meanwhile.
+                    os.eventfd_write(self._wake, 1)
+        if transport is not None:
+            transport.close()  # the listener closed while this client was shaking hands
+
+    def close(self) -> None:
+        """Stop listening, drop clients mid-handshake, remove the socket file if ours."""
+        with self._lock:
+            self._closed = True
+            pending = dict(self._pending)
+            done, self._done = list(self._done), deque()
+        for conn in pending.values():
+            try:
+                conn.shutdown(socket.SHUT_RDWR)  # wakes the handshake thread at once
+            except OSError:
+                pass
+        for thread in pending:
+            thread.join(10)
+        for transport in done:
+            transport.close()
+        if self._path is not None:
+            try:
+                if os.stat(self._path).st_ino == self._inode:
+                    os.unlink(self._path)
+            except FileNotFoundError:
+                pass
+        self._sock.close()
+        with self._lock:
+            os.eventfd_write(self._wake, 1)  # an accept() in another thread wakes and sees closed
+            os.close(self._wake)
