@@ -5,8 +5,7 @@ Pick a transport by URL (``shm://``, ``mq://``, ``fifo://``, ``unix://``,
 receives is the same whichever carries the bytes.
 """
 
-from __future__ import annotations
-
+from ipckit._transport import Capabilities
 from ipckit.channel import (
     DEFAULT_MAX_MESSAGE_SIZE,
     Channel,
@@ -17,7 +16,6 @@ from ipckit.channel import (
     open,  # noqa: A004 - the library's entry point, used as ipckit.open()
     pipe,
 )
-from ipckit._transport import Capabilities
 from ipckit.errors import (
     AuthenticationError,
     ChannelClosed,

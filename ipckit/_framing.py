@@ -119,7 +119,7 @@ class FrameDecoder:
     read directly into their own ``bytearray``, which the frame hands over.
     """
 
-    __slots__ = ("_big", "_big_fill", "_big_head", "_buf", "_end", "_max", "_start")
+    __slots__ = ("_big", "_big_fill", "_big_head", "_buf", "_done", "_end", "_max", "_start")
 
     def __init__(self, max_message_size: int) -> None:
         self._max = max_message_size
@@ -129,11 +129,12 @@ class FrameDecoder:
         self._big: bytearray | None = None
         self._big_fill = 0
         self._big_head = (0, 0)
+        self._done: Frame | None = None  # a finished big frame not yet taken
 
     @property
     def pending(self) -> bool:
         """True while part of a frame has been received but not all of it."""
-        return self._big is not None or self._end > self._start
+        return self._big is not None or self._end > self._start or self._done is not None
 
     def buffer(self) -> memoryview:
         """A writable view to receive the next bytes into (never empty)."""
@@ -152,8 +153,14 @@ class FrameDecoder:
 
     def commit(self, count: int) -> None:
         """Record that ``count`` bytes were written into the last :meth:`buffer`."""
-        if self._big is not None:
+        big = self._big
+        if big is not None:
             self._big_fill += count
+            if self._big_fill == len(big):
+                # Park the finished payload so the shared buffer takes the next bytes.
+                ser, flags = self._big_head
+                self._done = Frame(ser, flags, big)
+                self._big = None
         else:
             self._end += count
 
@@ -161,12 +168,12 @@ class FrameDecoder:
         """Copy ``data`` into the decoder."""
         view = memoryview(data).cast("B")
         while view.nbytes:
-            target = self.buffer()
-            n = min(target.nbytes, view.nbytes)
-            target[:n] = view[:n]
+            with self.buffer() as target:
+                n = min(target.nbytes, view.nbytes)
+                target[:n] = view[:n]
             self.commit(n)
             view = view[n:]
-            if self._big is None:
+            if self._big is None and self._done is None:
                 # Let a big payload claim its own buffer as soon as its header is in.
                 self._maybe_start_big()
 
@@ -186,13 +193,12 @@ class FrameDecoder:
 
     def next_frame(self) -> Frame | None:
         """The next complete frame, or ``None`` if more bytes are needed."""
-        big = self._big
-        if big is not None:
-            if self._big_fill < len(big):
-                return None
-            self._big = None
-            ser, flags = self._big_head
-            return Frame(ser, flags, big)
+        done = self._done
+        if done is not None:
+            self._done = None
+            return done
+        if self._big is not None:
+            return None
         start = self._start
         avail = self._end - start
         if avail < HEADER_SIZE:

@@ -38,7 +38,7 @@ def os_error_to_ipc(exc: BaseException, what: str) -> IPCError:
         return exc
     if isinstance(exc, posix_ipc.ExistentialError):
         text = str(exc).lower()
-        if "exist" in text and "not" not in text:
+        if "already exists" in text:
             return ChannelExists(f"{what}: already exists; attach without create=True or unlink it")
         return ChannelNotFound(f"{what}: does not exist; create it with create=True first")
     if isinstance(exc, posix_ipc.PermissionsError):

@@ -1,5 +1,6 @@
-"""The uniform face of every transport: :class:`Channel`, :class:`Listener` and the
-functions that make them (:func:`open`, :func:`pipe`, :func:`listen`, :func:`connect`).
+"""The uniform face of every transport: Channel, Listener and the functions that make them.
+
+:func:`open`, :func:`pipe`, :func:`listen` and :func:`connect` build channels;
 
 ``Channel`` owns everything the backends share: serialization, the size limit,
 timeouts, batching, per-handle thread safety, statistics, closing and pickling.
@@ -12,9 +13,9 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
-from typing_extensions import Buffer, Self
+from typing_extensions import Buffer
 
 from ipckit._deadline import FOREVER, Deadline
 from ipckit._framing import Frame
@@ -333,8 +334,11 @@ class Channel:
         return HandleClosed(f"this handle on {self.url} is closed; open a new one")
 
     def shutdown(self) -> None:
-        """End the stream for everyone: blocked peers wake, senders get
-        :class:`ChannelClosed`, receivers drain what is left, then get it too."""
+        """End the stream for everyone.
+
+        Blocked peers wake, senders get :class:`ChannelClosed`, receivers drain what
+        is left and then get :class:`ChannelClosed` too.
+        """
         if self._closed:
             raise self._closed_error()
         self._transport.shutdown()

@@ -34,10 +34,15 @@ def _fds() -> dict[int, str]:
     return out
 
 
+def _ours(name: str) -> bool:
+    # unique_name() embeds the test process id, so runs side by side never blame each other.
+    return NAME_PREFIX in name and f"-{os.getpid()}-" in name
+
+
 def _ipc_objects() -> set[str]:
-    found = {f"/dev/shm/{n}" for n in os.listdir("/dev/shm") if NAME_PREFIX in n}
+    found = {f"/dev/shm/{n}" for n in os.listdir("/dev/shm") if _ours(n)}
     if os.path.isdir("/dev/mqueue"):
-        found |= {f"/dev/mqueue/{n}" for n in os.listdir("/dev/mqueue") if NAME_PREFIX in n}
+        found |= {f"/dev/mqueue/{n}" for n in os.listdir("/dev/mqueue") if _ours(n)}
     return found
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from ipckit._transport import Backend
 from ipckit._url import SCHEMES

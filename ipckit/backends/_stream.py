@@ -32,8 +32,6 @@ __all__ = ["StreamTransport"]
 _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
 _POLL_BAD = select.POLLERR | select.POLLHUP | select.POLLNVAL
-#: Frames smaller than this are joined to their header and written with one write().
-_SMALL = 8 * 1024
 #: Most buffers handed to one writev() (Linux IOV_MAX is 1024).
 _IOV_BATCH = 512
 
@@ -70,6 +68,7 @@ class StreamTransport:
         write: Callable[[int, bytes], int] = os.write,
         writev: Callable[[int, Sequence[bytes | memoryview]], int] = os.writev,
         readinto: Callable[[int, memoryview], int] | None = None,
+        write_batch: int = select.PIPE_BUF,
     ) -> None:
         self.url = url
         self.capabilities = capabilities
@@ -87,6 +86,10 @@ class StreamTransport:
         # None: os.readv on the descriptor. A callable serves layers such as TLS, whose
         # bytes must come through an object; it raises BlockingIOError when none are ready.
         self._readinto = readinto
+        # Frames are grouped into writes of at most this many bytes. On a pipe,
+        # PIPE_BUF makes each write all-or-nothing (pipe(7)), so a timeout never
+        # leaves a small frame half-written and needing a reader to finish it.
+        self._write_batch = write_batch
         self._eof = False  # the peer closed its side or sent end-of-stream
         self._shut = False  # shutdown() was called on this handle
         self._eos_sent = False
@@ -226,7 +229,7 @@ class StreamTransport:
             raise HandleClosed(f"this end of {self.url} only receives")
         with self._wlock:
             try:
-                if len(frames) == 1 and frames[0].nbytes < _SMALL:
+                if len(frames) == 1 and frames[0].nbytes + HEADER_SIZE <= self._write_batch:
                     self._send_one_small(wfd, frames[0], deadline)
                 else:
                     self._send_vectored(wfd, frames, deadline)
@@ -267,11 +270,15 @@ class StreamTransport:
             bufs: list[bytes | memoryview] = []
             ends: list[int] = []
             size = 0
+            limit = self._write_batch
             for f in frames[index:stop]:
+                step = HEADER_SIZE + f.nbytes
+                if ends and size + step > limit:
+                    break
                 bufs.append(encode_header(f.serializer_id, f.flags, f.nbytes))
                 if f.nbytes:
                     bufs.append(memoryview(f.payload).cast("B"))
-                size += HEADER_SIZE + f.nbytes
+                size += step
                 ends.append(size)
             try:
                 n = self._writev(wfd, bufs)

@@ -74,6 +74,9 @@ class MsgpackSerializer:
 
     @staticmethod
     def _fast_default(obj: Any) -> Any:
+        if isinstance(obj, int):
+            # msgpack hands out-of-range ints to default() instead of raising itself.
+            raise OverflowError(obj)
         np = sys.modules.get("numpy")
         if np is not None:
             if isinstance(obj, np.ndarray):
@@ -85,7 +88,10 @@ class MsgpackSerializer:
     def dumps(self, obj: Any, /) -> Buffer:
         """Encode ``obj``; numpy arrays switch to the out-of-band layout."""
         try:
-            return msgpack.packb(obj, use_bin_type=True, datetime=True, default=self._fast_default)
+            packed: bytes = msgpack.packb(
+                obj, use_bin_type=True, datetime=True, default=self._fast_default
+            )
+            return packed
         except _NeedsOutOfBand:
             return self._dumps_with_arrays(obj)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -108,6 +114,8 @@ class MsgpackSerializer:
                 return msgpack.ExtType(NDARRAY_EXT, meta)
             if isinstance(o, np.generic):
                 return o.item()
+            if isinstance(o, int):
+                raise OverflowError(o)
             raise TypeError(f"can not serialize {type(o).__name__!r} object")
 
         try:
@@ -125,7 +133,7 @@ class MsgpackSerializer:
         for i, arr in enumerate(arrays):
             _LEN.pack_into(out, _OOB_HEAD.size + i * _LEN.size, arr.nbytes)
         out[head : head + len(doc)] = doc
-        for arr, off in zip(arrays, offsets):
+        for arr, off in zip(arrays, offsets, strict=True):
             # The one copy of the array data on the sending side.
             target = np.frombuffer(out, dtype=arr.dtype, count=arr.size, offset=off)
             src = arr.T if (arr.flags.f_contiguous and not arr.flags.c_contiguous) else arr

@@ -69,6 +69,14 @@ def _pair(
         left.unlink()
 
 
+def _send_all(send: Callable[..., None], items: list[Any]) -> Callable[[], None]:
+    def run() -> None:
+        for item in items:
+            send(item, timeout=BOUND)
+
+    return run
+
+
 def _in_thread(fn: Callable[[], object]) -> Callable[[], None]:
     """Run ``fn`` in a thread now; the returned function joins it and re-raises.
 
@@ -133,7 +141,7 @@ SAMPLES: list[Any] = [
 def check_roundtrip_objects(make_pair: PairFactory, start_method: str) -> None:
     """Every msgpack-representable sample comes back equal, in order."""
     with _pair(make_pair) as (a, b):
-        join = _in_thread(lambda: [a.send(obj, timeout=BOUND) for obj in SAMPLES])
+        join = _in_thread(_send_all(a.send, SAMPLES))
         for obj in SAMPLES:
             got = b.recv(timeout=BOUND)
             assert got == obj, f"sent {obj!r:.80}, received {got!r:.80}"
@@ -147,7 +155,7 @@ def check_roundtrip_bytes(make_pair: PairFactory, start_method: str) -> None:
     """send_bytes/recv_bytes carry any bytes-like object exactly, empty included."""
     payloads = [b"", b"x", bytes(range(256)) * 4, b"\x00" * 65536, bytes(1 << 20)]
     with _pair(make_pair) as (a, b):
-        join = _in_thread(lambda: [a.send_bytes(p, timeout=BOUND) for p in payloads])
+        join = _in_thread(_send_all(a.send_bytes, payloads))
         for p in payloads:
             got = b.recv_bytes(timeout=BOUND)
             assert type(got) is bytes and got == p, f"{len(p)}-byte payload changed"
@@ -272,7 +280,7 @@ def check_close(make_pair: PairFactory, start_method: str) -> None:
         exc = _expect(HandleClosed, lambda: b.recv(timeout=0), "recv on a closed handle")
         assert isinstance(exc, ChannelClosed)
         _expect(HandleClosed, lambda: b.send("x"), "send on a closed handle")
-        _expect(HandleClosed, lambda: b.poll(), "poll on a closed handle")
+        _expect(HandleClosed, b.poll, "poll on a closed handle")
         a.unlink()
         a.unlink()
 
@@ -330,7 +338,7 @@ def check_shutdown_wakes_receiver(make_pair: PairFactory, start_method: str) -> 
 
 def check_close_wakes_own_waiter(make_pair: PairFactory, start_method: str) -> None:
     """Closing a handle wakes its own blocked receiver with HandleClosed."""
-    with _pair(make_pair) as (a, b):
+    with _pair(make_pair) as (_, b):
         outcome: list[BaseException] = []
 
         def blocked() -> None:
@@ -389,7 +397,7 @@ def check_stats(make_pair: PairFactory, start_method: str) -> None:
 
 
 def check_numpy(make_pair: PairFactory, start_method: str) -> None:
-    """numpy arrays keep dtype, shape, order and values, and arrive writable."""
+    """Numpy arrays keep dtype, shape, order and values, and arrive writable."""
     try:
         import numpy as np
     except ImportError:
@@ -403,7 +411,7 @@ def check_numpy(make_pair: PairFactory, start_method: str) -> None:
         np.ones(300_000, dtype=np.float64),
     ]
     with _pair(make_pair) as (a, b):
-        join = _in_thread(lambda: [a.send({"arr": x, "n": 1}, timeout=BOUND) for x in arrays])
+        join = _in_thread(_send_all(a.send, [{"arr": x, "n": 1} for x in arrays]))
         for arr in arrays:
             got = b.recv(timeout=BOUND)["arr"]
             assert got.dtype == arr.dtype and got.shape == arr.shape
@@ -414,8 +422,11 @@ def check_numpy(make_pair: PairFactory, start_method: str) -> None:
         join()
 
 
-def _start(method: str, target: Callable[..., None], *args: Any) -> multiprocessing.Process:
-    proc = multiprocessing.get_context(method).Process(target=target, args=args, daemon=True)
+def _start(
+    method: str, target: Callable[..., None], *args: Any
+) -> multiprocessing.process.BaseProcess:
+    ctx: Any = multiprocessing.get_context(method)
+    proc: multiprocessing.process.BaseProcess = ctx.Process(target=target, args=args, daemon=True)
     proc.start()
     return proc
 
