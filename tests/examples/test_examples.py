@@ -1,0 +1,56 @@
+"""Every program in examples/ runs by itself, exits 0 and leaves no IPC object behind.
+
+Examples are found by globbing, so a new ``examples/*.py`` is tested without
+touching this file. Each runs as a real process with a hard timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
+TIMEOUT = 60
+
+
+def _ipc_names() -> set[str]:
+    names = {f"/dev/shm/{n}" for n in os.listdir("/dev/shm")}
+    if os.path.isdir("/dev/mqueue"):
+        names |= {f"/dev/mqueue/{n}" for n in os.listdir("/dev/mqueue")}
+    return names
+
+
+def test_examples_exist() -> None:
+    assert EXAMPLES, f"no examples found in {EXAMPLES_DIR}"
+
+
+@pytest.mark.timeout(TIMEOUT + 30)
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_runs(path: Path) -> None:
+    before = _ipc_names()
+    proc = subprocess.Popen(
+        [sys.executable, "-W", "error", str(path)],
+        cwd=EXAMPLES_DIR.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the example and any children it started
+        out, err = proc.communicate()
+        pytest.fail(f"{path.name} did not finish in {TIMEOUT} s\n{out}\n{err}")
+    assert proc.returncode == 0, f"{path.name} exited {proc.returncode}\n{out}\n{err}"
+    # Examples name their OS objects after their own process id (os.getpid()).
+    mine = re.compile(rf"(?<!\d){proc.pid}(?!\d)")
+    left = {n for n in _ipc_names() - before if mine.search(n)}
+    assert not left, f"{path.name} left IPC objects behind: {sorted(left)}"
