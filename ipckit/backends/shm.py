@@ -1,0 +1,614 @@
+"""``shm://NAME``: a bounded many-producer many-consumer queue in shared memory.
+
+One ``multiprocessing.shared_memory`` segment holds the header and a ring of
+variable-size records (layout and invariants in :mod:`ipckit.backends._ring`).
+Producers share one lock and consumers another (the two-lock queue of Michael
+and Scott), so a sender and a receiver never wait for each other; each lock is
+an ``flock`` that the kernel releases if its holder dies. Two semaphores are
+doorbells that wake sleeping receivers and senders. Messages bigger than half
+the ring travel out of band in one-off blocks (:mod:`ipckit._oob`).
+
+Recovery needs no repair step: a producer publishes ``tail`` only after its
+record is complete and a consumer moves ``head`` only after copying, so a
+process killed at any point leaves either the old state or the new one. A dirty
+mark set under each lock counts such deaths in ``stats().extra["recoveries"]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import struct
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from multiprocessing import resource_tracker, shared_memory
+from typing import Any
+
+from ipckit import _oob
+from ipckit._deadline import Deadline
+from ipckit._framing import FLAG_OOB, HEADER, HEADER_SIZE, MAGIC, VERSION, Frame
+from ipckit._oserror import translate_os_errors
+from ipckit._sync import WAIT_SLICE, Doorbell, FileLock
+from ipckit._transport import Capabilities, OutFrame, TransportStats
+from ipckit._url import Endpoint, OptionSpec
+from ipckit.backends import _ring as ring
+from ipckit.errors import (
+    ChannelClosed,
+    ChannelExists,
+    ChannelNotFound,
+    ConfigurationError,
+    Empty,
+    Full,
+    HandleClosed,
+    ProtocolError,
+    TransportError,
+)
+
+__all__ = ["BACKENDS", "ShmBackend", "ShmTransport"]
+
+SHM_CAPABILITIES = Capabilities(
+    native_message_size=None,
+    many_producers=True,
+    many_consumers=True,
+    has_fileno=False,
+    named=True,
+)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+_u64_get = _U64.unpack_from
+_u64_put = _U64.pack_into
+_u32_get = _U32.unpack_from
+_u32_put = _U32.pack_into
+_pack_header_into = HEADER.pack_into
+_ATTACH_WAIT = 2.0
+
+
+def _no_tracking() -> contextlib.AbstractContextManager[None]:
+    """Keep ``SharedMemory`` from registering with the resource tracker.
+
+    Python 3.11 registers every segment, attached ones included, and the tracker
+    unlinks them when the process exits: a consumer exiting would destroy the
+    queue for everyone (CPython gh-82300). Named channels live until unlink().
+    """
+
+    @contextlib.contextmanager
+    def patched() -> Iterator[None]:
+        original = resource_tracker.register
+        resource_tracker.register = lambda name, rtype: None
+        try:
+            yield
+        finally:
+            resource_tracker.register = original
+
+    return patched()
+
+
+def _buffer(shm: shared_memory.SharedMemory) -> memoryview:
+    buf = shm.buf
+    if buf is None:
+        raise TransportError(0, f"shared-memory segment {shm.name} is not mapped")
+    return buf
+
+
+class _Names:
+    """Every OS object one channel uses, derived from its name."""
+
+    def __init__(self, name: str) -> None:
+        if not _NAME_RE.match(name):
+            raise ConfigurationError(
+                f"shm:// name {name!r} must be 1-200 characters of letters, digits, '.', '_' or '-'"
+            )
+        self.name = name
+        self.segment = f"ikshm.{name}"
+        self.items = f"/ikshm.{name}.items"
+        self.space = f"/ikshm.{name}.space"
+        self.send_lock = f"{_oob.SHM_DIR}/ikshm.{name}.slock"
+        self.recv_lock = f"{_oob.SHM_DIR}/ikshm.{name}.rlock"
+        self.oob_prefix = f"ikshm.{name}"
+
+
+class ShmTransport:
+    """One handle on a shared-memory queue."""
+
+    capabilities = SHM_CAPABILITIES
+
+    def __init__(
+        self,
+        names: _Names,
+        *,
+        create: bool,
+        capacity: int,
+        max_message_size: int,
+        spin: float,
+        mode: int,
+    ) -> None:
+        self.url = f"shm://{names.name}"
+        self._names = names
+        self._spin = spin
+        self._mode = mode
+        self._interrupted = False
+        self._closed = False
+        self._shm: shared_memory.SharedMemory | None = None
+        self._locks: list[FileLock] = []
+        self._bells: list[Doorbell] = []
+        try:
+            if create:
+                self._create(capacity, max_message_size)
+            else:
+                self._attach()
+        except BaseException:
+            self._release()
+            if create:
+                self.unlink()
+            raise
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def _create(self, capacity: int, max_message_size: int) -> None:
+        names = self._names
+        capacity = ring.align(capacity)
+        if capacity < 4096:
+            raise ConfigurationError(f"capacity must be at least 4KiB, not {capacity} bytes")
+        size = ring.DATA_OFFSET + capacity
+        with translate_os_errors(f"creating {self.url}"), _no_tracking():
+            try:
+                shm = shared_memory.SharedMemory(names.segment, create=True, size=size)
+            except FileExistsError:
+                raise ChannelExists(
+                    f"{self.url} already exists; attach with ipckit.open({self.url!r}) or "
+                    "remove it with unlink() (or `ipckit rm`)"
+                ) from None
+        self._shm = shm
+        os.fchmod(shm._fd, self._mode)  # type: ignore[attr-defined]
+        try:
+            # Reserve the pages now: a full /dev/shm fails here, not with SIGBUS later.
+            os.posix_fallocate(shm._fd, 0, size)  # type: ignore[attr-defined]
+        except OSError as exc:
+            raise TransportError(
+                exc.errno or 0,
+                f"cannot reserve {size} bytes in /dev/shm for {self.url} ({exc.strerror}); "
+                "free space there or pass a smaller capacity=",
+            ) from exc
+        self._open_sync(create=True)
+        buf = _buffer(shm)
+        ring.META.pack_into(
+            buf, 0, ring.MAGIC, ring.VERSION, 0, capacity, max_message_size, 0, os.getpid()
+        )
+        self._setup(buf, capacity, max_message_size)
+        _u32_put(buf, ring.READY, 1)  # last: attachers wait for this
+
+    def _attach(self) -> None:
+        names = self._names
+        with translate_os_errors(f"attaching to {self.url}"), _no_tracking():
+            try:
+                shm = shared_memory.SharedMemory(names.segment, create=False)
+            except FileNotFoundError:
+                raise ChannelNotFound(
+                    f"{self.url} does not exist; create it with "
+                    f"ipckit.open({self.url!r}, create=True)"
+                ) from None
+        self._shm = shm
+        buf = _buffer(shm)
+        if shm.size < ring.DATA_OFFSET:
+            raise ProtocolError(f"{self.url} is too small to be an ipckit channel")
+        deadline = time.monotonic() + _ATTACH_WAIT
+        while True:
+            ready, capacity, max_message = ring.check_meta(buf, shm.size)
+            if ready:
+                break
+            if time.monotonic() > deadline:
+                raise ProtocolError(
+                    f"{self.url} exists but was never finished: its creator died while "
+                    "creating it; remove it with unlink() (or `ipckit rm`) and create it again"
+                )
+            time.sleep(0.005)
+        self._open_sync(create=False)
+        self._setup(buf, capacity, max_message)
+
+    def _open_sync(self, create: bool) -> None:
+        names = self._names
+        self._send_lock = FileLock(names.send_lock, create=create, mode=self._mode)
+        self._locks.append(self._send_lock)
+        self._recv_lock = FileLock(names.recv_lock, create=create, mode=self._mode)
+        self._locks.append(self._recv_lock)
+        self._items = Doorbell(names.items, create=create, mode=self._mode)
+        self._bells.append(self._items)
+        self._space = Doorbell(names.space, create=create, mode=self._mode)
+        self._bells.append(self._space)
+
+    def _setup(self, buf: memoryview, capacity: int, max_message_size: int) -> None:
+        self._buf = buf
+        self._capacity = capacity
+        self._max = max_message_size
+        self._inline = ring.inline_limit(capacity)
+
+    def _release(self) -> None:
+        for lock in self._locks:
+            lock.close()
+        for bell in self._bells:
+            bell.close()
+        self._locks.clear()
+        self._bells.clear()
+        shm, self._shm = self._shm, None
+        if shm is not None:
+            self._buf = memoryview(b"")
+            shm.close()
+
+    def close(self) -> None:
+        """Detach this handle; the queue lives on for the others."""
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def unlink(self) -> None:
+        """Remove the segment, semaphores, lock files and any out-of-band blocks."""
+        names = self._names
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{_oob.SHM_DIR}/{names.segment}")
+        for path in (names.send_lock, names.recv_lock):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        Doorbell.unlink(names.items)
+        Doorbell.unlink(names.space)
+        _oob.sweep_blocks(names.oob_prefix)
+
+    def interrupt(self) -> None:
+        """Wake this handle's blocked calls (they poll the flag every slice)."""
+        self._interrupted = True
+        if self._bells:
+            self._items.ring()
+            self._space.ring()
+
+    def shutdown(self) -> None:
+        """Mark the queue finished for every handle and wake every sleeper."""
+        buf = self._buf
+        _u32_put(buf, ring.FLAGS, _u32_get(buf, ring.FLAGS)[0] | ring.SHUT_FLAG)
+        self._items.ring(_u32_get(buf, ring.RECV_WAITERS)[0] + 1)
+        self._space.ring(_u32_get(buf, ring.SEND_WAITERS)[0] + 1)
+
+    def _is_shut(self) -> bool:
+        return bool(_u32_get(self._buf, ring.FLAGS)[0] & ring.SHUT_FLAG)
+
+    def _gone(self) -> bool:
+        return self._interrupted
+
+    # -- locks ------------------------------------------------------------------------
+
+    def _lock(self, lock: FileLock, dirty_at: int, recoveries_at: int, deadline: Deadline) -> bool:
+        if not lock.acquire(deadline, self._gone):
+            if self._interrupted:
+                raise HandleClosed(f"this handle on {self.url} was closed")
+            return False
+        buf = self._buf
+        if _u32_get(buf, dirty_at)[0]:
+            # The previous holder died inside its critical section. Nothing it wrote
+            # was published, so there is nothing to undo: count it and go on.
+            _u64_put(buf, recoveries_at, _u64_get(buf, recoveries_at)[0] + 1)
+        _u32_put(buf, dirty_at, 1)
+        return True
+
+    # -- sending ----------------------------------------------------------------------
+
+    def send_frames(self, frames: Sequence[OutFrame], deadline: Deadline) -> None:
+        """Append frames to the ring; see :class:`~ipckit._transport.Transport`."""
+        oob: dict[int, bytes] = {}
+        try:
+            for i, f in enumerate(frames):
+                if f.nbytes > self._inline:
+                    oob[i] = _oob.put_block(self._names.oob_prefix, [f.payload], self._mode)
+            sent = 0
+            total = len(frames)
+            while sent < total:
+                sent = self._send_some(frames, sent, oob, deadline)
+        except BaseException:
+            for ref in oob.values():
+                _oob.discard_block(ref)
+            raise
+
+    def _send_some(
+        self, frames: Sequence[OutFrame], start: int, oob: dict[int, bytes], deadline: Deadline
+    ) -> int:
+        buf = self._buf
+        spun = False
+        while True:
+            if self._interrupted:
+                raise HandleClosed(f"this handle on {self.url} was closed")
+            if self._is_shut():
+                raise ChannelClosed(f"{self.url} was shut down; no more messages can be sent")
+            if not self._lock(self._send_lock, ring.DIRTY_SEND, ring.RECOVERIES_SEND, deadline):
+                raise Full(f"{self.url}: timed out waiting for the send lock", sent=start)
+            try:
+                index = self._write_records(buf, frames, start, oob)
+                if index == start:
+                    if deadline.nonblocking or deadline.expired():
+                        raise Full(
+                            f"{self.url} is full (capacity={self._capacity} bytes) and stayed "
+                            f"full for timeout={deadline.timeout}; pass a larger capacity= "
+                            "or receive faster",
+                            sent=start,
+                        )
+                    if spun or not self._spin:
+                        _u32_put(buf, ring.SEND_WAITERS, _u32_get(buf, ring.SEND_WAITERS)[0] + 1)
+            finally:
+                _u32_put(buf, ring.DIRTY_SEND, 0)
+                self._send_lock.release()
+            if index > start:
+                waiting = _u32_get(buf, ring.RECV_WAITERS)[0]
+                if waiting:
+                    self._items.ring_if_below(waiting)
+                return index
+            if not spun and self._spin:
+                spun = True
+                self._spin_until(lambda: self._free_bytes() > 0, deadline)
+                continue
+            self._sleep(
+                self._space,
+                waiters_at=ring.SEND_WAITERS,
+                lock=self._send_lock,
+                dirty_at=ring.DIRTY_SEND,
+                recoveries_at=ring.RECOVERIES_SEND,
+                blocked_at=ring.BLOCKED_SEND,
+                deadline=deadline,
+            )
+
+    def _free_bytes(self) -> int:
+        buf = self._buf
+        used: int = _u64_get(buf, ring.TAIL)[0] - _u64_get(buf, ring.HEAD)[0]
+        return self._capacity - used
+
+    def _write_records(
+        self, buf: memoryview, frames: Sequence[OutFrame], start: int, oob: dict[int, bytes]
+    ) -> int:
+        """Copy as many frames as fit, then publish the new tail once."""
+        capacity = self._capacity
+        tail = _u64_get(buf, ring.TAIL)[0]
+        head = _u64_get(buf, ring.HEAD)[0]
+        new_tail = tail
+        nbytes = 0
+        index = start
+        total = len(frames)
+        while index < total:
+            f = frames[index]
+            ref = oob.get(index)
+            if ref is None:
+                payload: Any = f.payload
+                length = f.nbytes
+                flags = f.flags
+            else:
+                payload, length, flags = ref, len(ref), f.flags | FLAG_OOB
+            record = (HEADER_SIZE + length + 15) & ~15
+            pos = new_tail % capacity
+            room = capacity - pos
+            need = record if record <= room else room + record
+            if new_tail + need - head > capacity:
+                break
+            if record > room:
+                ring.pack_pad(buf, ring.DATA_OFFSET + pos, room)
+                new_tail += room
+                pos = 0
+            at = ring.DATA_OFFSET + pos
+            _pack_header_into(buf, at, MAGIC, VERSION, f.serializer_id, flags, length)
+            if length:
+                buf[at + HEADER_SIZE : at + HEADER_SIZE + length] = payload
+            new_tail += record
+            nbytes += f.nbytes
+            index += 1
+        if index > start:
+            # Publish: everything before this store is complete.
+            _u64_put(buf, ring.TAIL, new_tail)
+            _u64_put(buf, ring.MSGS_IN, _u64_get(buf, ring.MSGS_IN)[0] + index - start)
+            _u64_put(buf, ring.BYTES_IN, _u64_get(buf, ring.BYTES_IN)[0] + nbytes)
+            used = new_tail - head
+            if used > _u64_get(buf, ring.HIGH_WATER)[0]:
+                _u64_put(buf, ring.HIGH_WATER, used)
+        return index
+
+    # -- receiving --------------------------------------------------------------------
+
+    def recv_frames(self, max_items: int, deadline: Deadline) -> list[Frame]:
+        """Take 1..max_items records; see :class:`~ipckit._transport.Transport`."""
+        buf = self._buf
+        spun = False
+        while True:
+            if self._interrupted:
+                raise HandleClosed(f"this handle on {self.url} was closed")
+            if not self._lock(self._recv_lock, ring.DIRTY_RECV, ring.RECOVERIES_RECV, deadline):
+                raise Empty(f"{self.url}: timed out waiting for the receive lock")
+            out: list[Frame] = []
+            try:
+                out = self._read_records(buf, max_items)
+                if not out:
+                    if self._is_shut():
+                        raise ChannelClosed(f"{self.url} was shut down and nothing is left")
+                    if deadline.nonblocking or deadline.expired():
+                        raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
+                    if spun or not self._spin:
+                        _u32_put(buf, ring.RECV_WAITERS, _u32_get(buf, ring.RECV_WAITERS)[0] + 1)
+            finally:
+                _u32_put(buf, ring.DIRTY_RECV, 0)
+                self._recv_lock.release()
+            if out:
+                waiting = _u32_get(buf, ring.SEND_WAITERS)[0]
+                if waiting:
+                    self._space.ring_if_below(waiting)
+                return [self._resolve(f) for f in out] if self._has_oob(out) else out
+            if not spun and self._spin:
+                spun = True
+                self._spin_until(self._has_data, deadline)
+                continue
+            self._sleep(
+                self._items,
+                waiters_at=ring.RECV_WAITERS,
+                lock=self._recv_lock,
+                dirty_at=ring.DIRTY_RECV,
+                recoveries_at=ring.RECOVERIES_RECV,
+                blocked_at=ring.BLOCKED_RECV,
+                deadline=deadline,
+            )
+
+    @staticmethod
+    def _has_oob(frames: list[Frame]) -> bool:
+        return any(f.flags & FLAG_OOB for f in frames)
+
+    @staticmethod
+    def _resolve(frame: Frame) -> Frame:
+        if not frame.flags & FLAG_OOB:
+            return frame
+        return Frame(frame.serializer_id, frame.flags & ~FLAG_OOB, _oob.read_block(frame.payload))
+
+    def _has_data(self) -> bool:
+        buf = self._buf
+        return _u64_get(buf, ring.TAIL)[0] != _u64_get(buf, ring.HEAD)[0] or self._is_shut()
+
+    def _read_records(self, buf: memoryview, max_items: int) -> list[Frame]:
+        """Copy out up to ``max_items`` records, then publish the new head once."""
+        head = _u64_get(buf, ring.HEAD)[0]
+        tail = _u64_get(buf, ring.TAIL)[0]
+        if head == tail:
+            return []
+        out: list[Frame] = []
+        nbytes = 0
+        try:
+            while head != tail and len(out) < max_items:
+                ser, flags, start, length, head = ring.read_record(
+                    buf, head, tail, self._capacity, self._max
+                )
+                if length < 0:
+                    continue
+                out.append(Frame(ser, flags, bytes(buf[start : start + length])))
+                nbytes += length
+        except ProtocolError:
+            # Record boundaries past a corrupt record are unknowable: drop what was
+            # committed so the queue can go on, and tell this receiver why.
+            _u64_put(buf, ring.HEAD, _u64_get(buf, ring.TAIL)[0])
+            raise
+        _u64_put(buf, ring.HEAD, head)
+        _u64_put(buf, ring.MSGS_OUT, _u64_get(buf, ring.MSGS_OUT)[0] + len(out))
+        _u64_put(buf, ring.BYTES_OUT, _u64_get(buf, ring.BYTES_OUT)[0] + nbytes)
+        return out
+
+    # -- waiting ----------------------------------------------------------------------
+
+    def _spin_until(self, ready: Callable[[], bool], deadline: Deadline) -> None:
+        end = time.perf_counter() + self._spin
+        while time.perf_counter() < end and not ready() and not self._interrupted:
+            if deadline.expired():
+                return
+
+    def _sleep(
+        self,
+        bell: Doorbell,
+        *,
+        waiters_at: int,
+        lock: FileLock,
+        dirty_at: int,
+        recoveries_at: int,
+        blocked_at: int,
+        deadline: Deadline,
+    ) -> None:
+        started = time.perf_counter()
+        bell.wait(deadline.slice(WAIT_SLICE))
+        waited = time.perf_counter() - started
+        # Uncount ourselves under the lock so concurrent updates are not lost.
+        if self._lock(lock, dirty_at, recoveries_at, Deadline(1.0)):
+            buf = self._buf
+            try:
+                count = _u32_get(buf, waiters_at)[0]
+                _u32_put(buf, waiters_at, count - 1 if count else 0)
+                _u64_put(buf, blocked_at, _u64_get(buf, blocked_at)[0] + int(waited * 1e9))
+            finally:
+                _u32_put(buf, dirty_at, 0)
+                lock.release()
+
+    def poll(self, deadline: Deadline) -> bool:
+        """True when a message (or the end of the stream) is ready."""
+        while True:
+            if self._has_data():
+                return True
+            if deadline.nonblocking or deadline.expired():
+                return False
+            if self._interrupted:
+                raise HandleClosed(f"this handle on {self.url} was closed")
+            time.sleep(min(0.001, deadline.slice(0.001)))
+
+    # -- the rest ---------------------------------------------------------------------
+
+    def stats(self) -> TransportStats:
+        """Channel-wide counters from the header."""
+        buf = self._buf
+
+        def get(at: int) -> int:
+            value: int = _u64_get(buf, at)[0]
+            return value
+
+        head, tail = get(ring.HEAD), get(ring.TAIL)
+        depth = get(ring.MSGS_IN) - get(ring.MSGS_OUT)
+        return TransportStats(
+            depth=max(depth, 0),
+            capacity=self._capacity,
+            high_water=get(ring.HIGH_WATER),
+            extra={
+                "messages_in": get(ring.MSGS_IN),
+                "messages_out": get(ring.MSGS_OUT),
+                "bytes_in": get(ring.BYTES_IN),
+                "bytes_out": get(ring.BYTES_OUT),
+                "used_bytes": tail - head,
+                "blocked_send_seconds": get(ring.BLOCKED_SEND) / 1e9,
+                "blocked_recv_seconds": get(ring.BLOCKED_RECV) / 1e9,
+                "recoveries": get(ring.RECOVERIES_SEND) + get(ring.RECOVERIES_RECV),
+                "max_inline_message": self._inline,
+            },
+        )
+
+    def fileno(self) -> int:
+        """Shared-memory queues have no descriptor to poll."""
+        raise ConfigurationError(f"{self.url} has no file descriptor; use poll() instead")
+
+    def reducer(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        """Rebuild by attaching to the same name in the other process."""
+        return _attach, (self._names.name, self._spin, self._mode)
+
+
+def _attach(name: str, spin: float, mode: int) -> ShmTransport:
+    return ShmTransport(
+        _Names(name), create=False, capacity=0, max_message_size=0, spin=spin, mode=mode
+    )
+
+
+class ShmBackend:
+    """The ``shm://`` scheme."""
+
+    scheme = "shm"
+    options: Mapping[str, OptionSpec] = {
+        "capacity": OptionSpec("size", 1024 * 1024, "ring size in bytes (creator only)"),
+        "spin": OptionSpec("float", 0.0, "seconds to busy-wait before sleeping"),
+        "mode": OptionSpec("mode", 0o600, "permission bits of the OS objects"),
+    }
+
+    def open(self, endpoint: Endpoint, create: bool, options: Mapping[str, Any]) -> ShmTransport:
+        """Create or attach to ``shm://NAME``."""
+        spin = float(options["spin"])
+        if spin < 0 or spin > 1:
+            raise ConfigurationError(f"spin must be between 0 and 1 second, not {spin}")
+        return ShmTransport(
+            _Names(endpoint.address),
+            create=create,
+            capacity=int(options["capacity"]),
+            max_message_size=int(options["max_message_size"]),
+            spin=spin,
+            mode=int(options["mode"]),
+        )
+
+    def listen(self, endpoint: Endpoint, options: Mapping[str, Any]) -> Any:
+        """Not supported: shared-memory channels are opened by name."""
+        raise ConfigurationError("shm:// channels are opened with ipckit.open(), not listen()")
+
+    def connect(self, endpoint: Endpoint, options: Mapping[str, Any], deadline: Deadline) -> Any:
+        """Not supported: shared-memory channels are opened by name."""
+        raise ConfigurationError("shm:// channels are opened with ipckit.open(), not connect()")
+
+
+BACKENDS = {"shm": ShmBackend()}
