@@ -44,6 +44,21 @@ class FileLock:
         with translate_os_errors(f"opening lock file {path}"):
             self._fd = os.open(path, flags, mode)
 
+    def reopen(self) -> None:
+        """Open a fresh descriptor after ``fork``.
+
+        ``flock`` belongs to the open file description, which a forked child
+        shares with its parent: without a new one, parent and child would both
+        "hold" the lock at once.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return  # the channel was unlinked; nothing left to protect
+        old, self._fd = self._fd, fd
+        if old >= 0:
+            os.close(old)
+
     def try_acquire(self) -> bool:
         """Take the lock if it is free, without waiting."""
         try:

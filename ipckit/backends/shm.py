@@ -21,6 +21,7 @@ import os
 import re
 import struct
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing import resource_tracker, shared_memory
 from typing import Any
@@ -108,6 +109,17 @@ class _Names:
         self.send_lock = f"{_oob.SHM_DIR}/ikshm.{name}.slock"
         self.recv_lock = f"{_oob.SHM_DIR}/ikshm.{name}.rlock"
         self.oob_prefix = f"ikshm.{name}"
+
+
+_LIVE: weakref.WeakSet[ShmTransport] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for transport in list(_LIVE):
+        transport._reopen_locks()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class ShmTransport:
@@ -218,6 +230,11 @@ class ShmTransport:
         self._bells.append(self._items)
         self._space = Doorbell(names.space, create=create, mode=self._mode)
         self._bells.append(self._space)
+        _LIVE.add(self)
+
+    def _reopen_locks(self) -> None:
+        for lock in self._locks:
+            lock.reopen()
 
     def _setup(self, buf: memoryview, capacity: int, max_message_size: int) -> None:
         self._buf = buf
@@ -226,6 +243,7 @@ class ShmTransport:
         self._inline = ring.inline_limit(capacity)
 
     def _release(self) -> None:
+        _LIVE.discard(self)
         for lock in self._locks:
             lock.close()
         for bell in self._bells:
