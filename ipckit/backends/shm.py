@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import struct
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -57,14 +56,31 @@ SHM_CAPABILITIES = Capabilities(
 )
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
-_U64 = struct.Struct("<Q")
-_U32 = struct.Struct("<I")
-_u64_get = _U64.unpack_from
-_u64_put = _U64.pack_into
-_u32_get = _U32.unpack_from
-_u32_put = _U32.pack_into
+# Header words are read and written through memoryviews cast to "Q"/"I": an item
+# store is one aligned machine-word copy, so another process never sees a torn
+# index. struct.pack_into is not safe here: CPython zeroes the target before
+# packing into it (s_pack_internal), and a reader could see the zero.
 _pack_header_into = HEADER.pack_into
 _ATTACH_WAIT = 2.0
+
+# Word indices of the header fields in the "Q" (8-byte) and "I" (4-byte) views.
+_HEAD = ring.HEAD // 8
+_TAIL = ring.TAIL // 8
+_MSGS_IN = ring.MSGS_IN // 8
+_MSGS_OUT = ring.MSGS_OUT // 8
+_BYTES_IN = ring.BYTES_IN // 8
+_BYTES_OUT = ring.BYTES_OUT // 8
+_HIGH_WATER = ring.HIGH_WATER // 8
+_RECOVERIES_SEND = ring.RECOVERIES_SEND // 8
+_RECOVERIES_RECV = ring.RECOVERIES_RECV // 8
+_BLOCKED_SEND = ring.BLOCKED_SEND // 8
+_BLOCKED_RECV = ring.BLOCKED_RECV // 8
+_READY = ring.READY // 4
+_FLAGS = ring.FLAGS // 4
+_SEND_WAITERS = ring.SEND_WAITERS // 4
+_RECV_WAITERS = ring.RECV_WAITERS // 4
+_DIRTY_SEND = ring.DIRTY_SEND // 4
+_DIRTY_RECV = ring.DIRTY_RECV // 4
 
 
 def _no_tracking() -> contextlib.AbstractContextManager[None]:
@@ -190,7 +206,7 @@ class ShmTransport:
             buf, 0, ring.MAGIC, ring.VERSION, 0, capacity, max_message_size, 0, os.getpid()
         )
         self._setup(buf, capacity, max_message_size)
-        _u32_put(buf, ring.READY, 1)  # last: attachers wait for this
+        self._w[_READY] = 1  # last: attachers wait for this
 
     def _attach(self) -> None:
         names = self._names
@@ -238,6 +254,8 @@ class ShmTransport:
 
     def _setup(self, buf: memoryview, capacity: int, max_message_size: int) -> None:
         self._buf = buf
+        self._q = buf.cast("Q")
+        self._w = buf.cast("I")
         self._capacity = capacity
         self._max = max_message_size
         self._inline = ring.inline_limit(capacity)
@@ -252,7 +270,10 @@ class ShmTransport:
         self._bells.clear()
         shm, self._shm = self._shm, None
         if shm is not None:
-            self._buf = memoryview(b"")
+            for view in ("_q", "_w"):
+                if hasattr(self, view):
+                    getattr(self, view).release()
+            self._buf = self._q = self._w = memoryview(b"")
             shm.close()
 
     def close(self) -> None:
@@ -282,13 +303,13 @@ class ShmTransport:
 
     def shutdown(self) -> None:
         """Mark the queue finished for every handle and wake every sleeper."""
-        buf = self._buf
-        _u32_put(buf, ring.FLAGS, _u32_get(buf, ring.FLAGS)[0] | ring.SHUT_FLAG)
-        self._items.ring(_u32_get(buf, ring.RECV_WAITERS)[0] + 1)
-        self._space.ring(_u32_get(buf, ring.SEND_WAITERS)[0] + 1)
+        w = self._w
+        w[_FLAGS] = w[_FLAGS] | ring.SHUT_FLAG
+        self._items.ring(w[_RECV_WAITERS] + 1)
+        self._space.ring(w[_SEND_WAITERS] + 1)
 
     def _is_shut(self) -> bool:
-        return bool(_u32_get(self._buf, ring.FLAGS)[0] & ring.SHUT_FLAG)
+        return bool(self._w[_FLAGS] & ring.SHUT_FLAG)
 
     def _gone(self) -> bool:
         return self._interrupted
@@ -300,12 +321,12 @@ class ShmTransport:
             if self._interrupted:
                 raise HandleClosed(f"this handle on {self.url} was closed")
             return False
-        buf = self._buf
-        if _u32_get(buf, dirty_at)[0]:
+        w = self._w
+        if w[dirty_at]:
             # The previous holder died inside its critical section. Nothing it wrote
             # was published, so there is nothing to undo: count it and go on.
-            _u64_put(buf, recoveries_at, _u64_get(buf, recoveries_at)[0] + 1)
-        _u32_put(buf, dirty_at, 1)
+            self._q[recoveries_at] += 1
+        w[dirty_at] = 1
         return True
 
     # -- sending ----------------------------------------------------------------------
@@ -330,13 +351,14 @@ class ShmTransport:
         self, frames: Sequence[OutFrame], start: int, oob: dict[int, bytes], deadline: Deadline
     ) -> int:
         buf = self._buf
+        w = self._w
         spun = False
         while True:
             if self._interrupted:
                 raise HandleClosed(f"this handle on {self.url} was closed")
             if self._is_shut():
                 raise ChannelClosed(f"{self.url} was shut down; no more messages can be sent")
-            if not self._lock(self._send_lock, ring.DIRTY_SEND, ring.RECOVERIES_SEND, deadline):
+            if not self._lock(self._send_lock, _DIRTY_SEND, _RECOVERIES_SEND, deadline):
                 raise Full(f"{self.url}: timed out waiting for the send lock", sent=start)
             try:
                 index = self._write_records(buf, frames, start, oob)
@@ -349,12 +371,12 @@ class ShmTransport:
                             sent=start,
                         )
                     if spun or not self._spin:
-                        _u32_put(buf, ring.SEND_WAITERS, _u32_get(buf, ring.SEND_WAITERS)[0] + 1)
+                        w[_SEND_WAITERS] = w[_SEND_WAITERS] + 1
             finally:
-                _u32_put(buf, ring.DIRTY_SEND, 0)
+                w[_DIRTY_SEND] = 0
                 self._send_lock.release()
             if index > start:
-                waiting = _u32_get(buf, ring.RECV_WAITERS)[0]
+                waiting = w[_RECV_WAITERS]
                 if waiting:
                     self._items.ring_if_below(waiting)
                 return index
@@ -364,17 +386,17 @@ class ShmTransport:
                 continue
             self._sleep(
                 self._space,
-                waiters_at=ring.SEND_WAITERS,
+                waiters_at=_SEND_WAITERS,
                 lock=self._send_lock,
-                dirty_at=ring.DIRTY_SEND,
-                recoveries_at=ring.RECOVERIES_SEND,
-                blocked_at=ring.BLOCKED_SEND,
+                dirty_at=_DIRTY_SEND,
+                recoveries_at=_RECOVERIES_SEND,
+                blocked_at=_BLOCKED_SEND,
                 deadline=deadline,
             )
 
     def _free_bytes(self) -> int:
-        buf = self._buf
-        used: int = _u64_get(buf, ring.TAIL)[0] - _u64_get(buf, ring.HEAD)[0]
+        q = self._q
+        used: int = q[_TAIL] - q[_HEAD]
         return self._capacity - used
 
     def _write_records(
@@ -382,8 +404,9 @@ class ShmTransport:
     ) -> int:
         """Copy as many frames as fit, then publish the new tail once."""
         capacity = self._capacity
-        tail = _u64_get(buf, ring.TAIL)[0]
-        head = _u64_get(buf, ring.HEAD)[0]
+        q = self._q
+        tail = q[_TAIL]
+        head = q[_HEAD]
         new_tail = tail
         nbytes = 0
         index = start
@@ -416,12 +439,11 @@ class ShmTransport:
             index += 1
         if index > start:
             # Publish: everything before this store is complete.
-            _u64_put(buf, ring.TAIL, new_tail)
-            _u64_put(buf, ring.MSGS_IN, _u64_get(buf, ring.MSGS_IN)[0] + index - start)
-            _u64_put(buf, ring.BYTES_IN, _u64_get(buf, ring.BYTES_IN)[0] + nbytes)
+            q[_TAIL] = new_tail
+            q[_MSGS_IN] = q[_MSGS_IN] + index - start
+            q[_BYTES_IN] = q[_BYTES_IN] + nbytes
             used = new_tail - head
-            if used > _u64_get(buf, ring.HIGH_WATER)[0]:
-                _u64_put(buf, ring.HIGH_WATER, used)
+            q[_HIGH_WATER] = max(q[_HIGH_WATER], used)
         return index
 
     # -- receiving --------------------------------------------------------------------
@@ -429,11 +451,12 @@ class ShmTransport:
     def recv_frames(self, max_items: int, deadline: Deadline) -> list[Frame]:
         """Take 1..max_items records; see :class:`~ipckit._transport.Transport`."""
         buf = self._buf
+        w = self._w
         spun = False
         while True:
             if self._interrupted:
                 raise HandleClosed(f"this handle on {self.url} was closed")
-            if not self._lock(self._recv_lock, ring.DIRTY_RECV, ring.RECOVERIES_RECV, deadline):
+            if not self._lock(self._recv_lock, _DIRTY_RECV, _RECOVERIES_RECV, deadline):
                 raise Empty(f"{self.url}: timed out waiting for the receive lock")
             out: list[Frame] = []
             try:
@@ -444,12 +467,12 @@ class ShmTransport:
                     if deadline.nonblocking or deadline.expired():
                         raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
                     if spun or not self._spin:
-                        _u32_put(buf, ring.RECV_WAITERS, _u32_get(buf, ring.RECV_WAITERS)[0] + 1)
+                        w[_RECV_WAITERS] = w[_RECV_WAITERS] + 1
             finally:
-                _u32_put(buf, ring.DIRTY_RECV, 0)
+                w[_DIRTY_RECV] = 0
                 self._recv_lock.release()
             if out:
-                waiting = _u32_get(buf, ring.SEND_WAITERS)[0]
+                waiting = w[_SEND_WAITERS]
                 if waiting:
                     self._space.ring_if_below(waiting)
                 return [self._resolve(f) for f in out] if self._has_oob(out) else out
@@ -459,11 +482,11 @@ class ShmTransport:
                 continue
             self._sleep(
                 self._items,
-                waiters_at=ring.RECV_WAITERS,
+                waiters_at=_RECV_WAITERS,
                 lock=self._recv_lock,
-                dirty_at=ring.DIRTY_RECV,
-                recoveries_at=ring.RECOVERIES_RECV,
-                blocked_at=ring.BLOCKED_RECV,
+                dirty_at=_DIRTY_RECV,
+                recoveries_at=_RECOVERIES_RECV,
+                blocked_at=_BLOCKED_RECV,
                 deadline=deadline,
             )
 
@@ -478,13 +501,14 @@ class ShmTransport:
         return Frame(frame.serializer_id, frame.flags & ~FLAG_OOB, _oob.read_block(frame.payload))
 
     def _has_data(self) -> bool:
-        buf = self._buf
-        return _u64_get(buf, ring.TAIL)[0] != _u64_get(buf, ring.HEAD)[0] or self._is_shut()
+        q = self._q
+        return q[_TAIL] != q[_HEAD] or self._is_shut()
 
     def _read_records(self, buf: memoryview, max_items: int) -> list[Frame]:
         """Copy out up to ``max_items`` records, then publish the new head once."""
-        head = _u64_get(buf, ring.HEAD)[0]
-        tail = _u64_get(buf, ring.TAIL)[0]
+        q = self._q
+        head = q[_HEAD]
+        tail = q[_TAIL]
         if head == tail:
             return []
         out: list[Frame] = []
@@ -501,11 +525,11 @@ class ShmTransport:
         except ProtocolError:
             # Record boundaries past a corrupt record are unknowable: drop what was
             # committed so the queue can go on, and tell this receiver why.
-            _u64_put(buf, ring.HEAD, _u64_get(buf, ring.TAIL)[0])
+            q[_HEAD] = q[_TAIL]
             raise
-        _u64_put(buf, ring.HEAD, head)
-        _u64_put(buf, ring.MSGS_OUT, _u64_get(buf, ring.MSGS_OUT)[0] + len(out))
-        _u64_put(buf, ring.BYTES_OUT, _u64_get(buf, ring.BYTES_OUT)[0] + nbytes)
+        q[_HEAD] = head
+        q[_MSGS_OUT] = q[_MSGS_OUT] + len(out)
+        q[_BYTES_OUT] = q[_BYTES_OUT] + nbytes
         return out
 
     # -- waiting ----------------------------------------------------------------------
@@ -532,13 +556,13 @@ class ShmTransport:
         waited = time.perf_counter() - started
         # Uncount ourselves under the lock so concurrent updates are not lost.
         if self._lock(lock, dirty_at, recoveries_at, Deadline(1.0)):
-            buf = self._buf
             try:
-                count = _u32_get(buf, waiters_at)[0]
-                _u32_put(buf, waiters_at, count - 1 if count else 0)
-                _u64_put(buf, blocked_at, _u64_get(buf, blocked_at)[0] + int(waited * 1e9))
+                w = self._w
+                count = w[waiters_at]
+                w[waiters_at] = count - 1 if count else 0
+                self._q[blocked_at] += int(waited * 1e9)
             finally:
-                _u32_put(buf, dirty_at, 0)
+                self._w[dirty_at] = 0
                 lock.release()
 
     def poll(self, deadline: Deadline) -> bool:
@@ -556,10 +580,10 @@ class ShmTransport:
 
     def stats(self) -> TransportStats:
         """Channel-wide counters from the header."""
-        buf = self._buf
+        q = self._q
 
         def get(at: int) -> int:
-            value: int = _u64_get(buf, at)[0]
+            value: int = q[at // 8]
             return value
 
         head, tail = get(ring.HEAD), get(ring.TAIL)
@@ -574,9 +598,9 @@ class ShmTransport:
                 "bytes_in": get(ring.BYTES_IN),
                 "bytes_out": get(ring.BYTES_OUT),
                 "used_bytes": tail - head,
-                "blocked_send_seconds": get(ring.BLOCKED_SEND) / 1e9,
-                "blocked_recv_seconds": get(ring.BLOCKED_RECV) / 1e9,
-                "recoveries": get(ring.RECOVERIES_SEND) + get(ring.RECOVERIES_RECV),
+                "blocked_send_seconds": get(_BLOCKED_SEND) / 1e9,
+                "blocked_recv_seconds": get(_BLOCKED_RECV) / 1e9,
+                "recoveries": get(_RECOVERIES_SEND) + get(_RECOVERIES_RECV),
                 "max_inline_message": self._inline,
             },
         )
