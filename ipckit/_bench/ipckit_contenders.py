@@ -260,7 +260,7 @@ IPCKIT_CONTENDERS: Sequence[Contender] = (
     ),
     Contender(
         "ipckit-shm-spin",
-        "ipckit shm:// with spin= on (spin before sleeping)",
+        "ipckit shm:// with spin= on (busy-wait 50 us before sleeping)",
         "ipckit",
         _named("shm", {"spin": "auto"}),
         probe=_probe_spin,
