@@ -162,6 +162,7 @@ class ShmTransport:
         self._shm: shared_memory.SharedMemory | None = None
         self._locks: list[FileLock] = []
         self._bells: list[Doorbell] = []
+        self._made_segment = False
         try:
             if create:
                 self._create(capacity, max_message_size)
@@ -169,7 +170,8 @@ class ShmTransport:
                 self._attach()
         except BaseException:
             self._release()
-            if create:
+            if self._made_segment:
+                # Only what this call created: a clash must not remove the owner's queue.
                 self.unlink()
             raise
 
@@ -190,6 +192,7 @@ class ShmTransport:
                     "remove it with unlink() (or `ipckit rm`)"
                 ) from None
         self._shm = shm
+        self._made_segment = True
         os.fchmod(shm._fd, self._mode)  # type: ignore[attr-defined]
         try:
             # Reserve the pages now: a full /dev/shm fails here, not with SIGBUS later.
@@ -284,15 +287,7 @@ class ShmTransport:
 
     def unlink(self) -> None:
         """Remove the segment, semaphores, lock files and any out-of-band blocks."""
-        names = self._names
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"{_oob.SHM_DIR}/{names.segment}")
-        for path in (names.send_lock, names.recv_lock):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        Doorbell.unlink(names.items)
-        Doorbell.unlink(names.space)
-        _oob.sweep_blocks(names.oob_prefix)
+        remove(self._names.name)
 
     def interrupt(self) -> None:
         """Wake this handle's blocked calls (they poll the flag every slice)."""
@@ -612,6 +607,17 @@ class ShmTransport:
     def reducer(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         """Rebuild by attaching to the same name in the other process."""
         return _attach, (self._names.name, self._spin, self._mode)
+
+
+def remove(name: str) -> None:
+    """Remove every OS object of ``shm://name``; missing ones are skipped."""
+    names = _Names(name)
+    for path in (f"{_oob.SHM_DIR}/{names.segment}", names.send_lock, names.recv_lock):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    Doorbell.unlink(names.items)
+    Doorbell.unlink(names.space)
+    _oob.sweep_blocks(names.oob_prefix)
 
 
 def _attach(name: str, spin: float, mode: int) -> ShmTransport:

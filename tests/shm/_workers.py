@@ -1,0 +1,105 @@
+"""Child bodies for the shm fault tests; each stops itself at a named point."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import ipckit
+from ipckit._deadline import Deadline
+from ipckit._framing import HEADER, MAGIC, VERSION
+from ipckit.backends import _ring as ring
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(60)
+
+
+def _transport(url: str) -> tuple[ipckit.Channel, object]:
+    ch = ipckit.open(url)
+    return ch, ch._transport
+
+
+def die_at(url: str, point: str) -> None:
+    """Attach, go to ``point`` in the protocol, and SIGKILL this process there."""
+    ch, t = _transport(url)
+    never = lambda: False  # noqa: E731
+    if point == "holding_send_lock":
+        t._send_lock.acquire(Deadline(10), never)  # type: ignore[attr-defined]
+        t._w[ring.DIRTY_SEND // 4] = 1  # type: ignore[attr-defined]
+        _die()
+    if point == "holding_recv_lock":
+        t._recv_lock.acquire(Deadline(10), never)  # type: ignore[attr-defined]
+        t._w[ring.DIRTY_RECV // 4] = 1  # type: ignore[attr-defined]
+        _die()
+    if point in ("mid_copy", "reserved_not_committed"):
+        t._send_lock.acquire(Deadline(10), never)  # type: ignore[attr-defined]
+        t._w[ring.DIRTY_SEND // 4] = 1  # type: ignore[attr-defined]
+        buf = t._buf  # type: ignore[attr-defined]
+        tail = t._q[ring.TAIL // 8]  # type: ignore[attr-defined]
+        at = ring.DATA_OFFSET + tail % t._capacity  # type: ignore[attr-defined]
+        HEADER.pack_into(buf, at, MAGIC, VERSION, 0, 0, 200)
+        if point == "mid_copy":
+            buf[at + 16 : at + 16 + 100] = b"\xee" * 100
+        else:
+            buf[at + 16 : at + 16 + 200] = b"\xee" * 200
+        _die()
+    if point == "after_taking":
+        ch.recv_bytes(timeout=10)
+        _die()
+    if point == "sleeping_in_recv":
+        # Registered as a waiter, then killed: the counter must not wedge anyone.
+        t._w[ring.RECV_WAITERS // 4] += 1  # type: ignore[attr-defined]
+        _die()
+    raise AssertionError(f"unknown point {point}")
+
+
+def stop_holding_lock(url: str) -> None:
+    """Take the send lock, SIGSTOP ourselves, release after SIGCONT, then exit."""
+    ch, t = _transport(url)
+    t._send_lock.acquire(Deadline(10), lambda: False)  # type: ignore[attr-defined]
+    os.kill(os.getpid(), signal.SIGSTOP)
+    t._send_lock.release()  # type: ignore[attr-defined]
+    ch.close()
+
+
+def produce(url: str, tag: int, count: int, seed: int) -> None:
+    """Send ``count`` messages of mixed sizes tagged with producer and sequence."""
+    import random
+
+    rng = random.Random(seed)
+    with ipckit.open(url) as ch:
+        batch: list[bytes] = []
+        for seq in range(count):
+            size = rng.choice((0, 8, 64, 500, 4000, 20000))
+            msg = tag.to_bytes(2, "little") + seq.to_bytes(4, "little") + b"m" * size
+            if rng.random() < 0.5:
+                if batch:
+                    ch.send_many(batch, timeout=60)
+                    batch = []
+                ch.send_bytes(msg, timeout=60)
+            else:
+                batch.append(msg)
+                if len(batch) >= 16:
+                    ch.send_many(batch, timeout=60)
+                    batch = []
+        if batch:
+            ch.send_many(batch, timeout=60)
+
+
+def consume(url: str, results: str, stop_after: int) -> None:
+    """Receive until ``stop_after`` messages arrive in total, report (tag, seq) pairs."""
+    pairs: list[tuple[int, int]] = []
+    with ipckit.open(url) as ch, ipckit.open(results) as out:
+        while True:
+            try:
+                got = ch.recv_many(64, timeout=0.5)
+            except ipckit.Empty:
+                continue
+            except ipckit.ChannelClosed:
+                break
+            for m in got:
+                pairs.append((int.from_bytes(m[:2], "little"), int.from_bytes(m[2:6], "little")))
+        out.send(pairs, timeout=60)

@@ -1,0 +1,328 @@
+"""shm:// specifics: lifecycle, limits, out-of-band messages, corruption, crashes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import ipckit
+from ipckit import ChannelClosed, Empty, Full, ProtocolError
+from ipckit.backends import _ring as ring
+from ipckit.backends.shm import remove
+from ipckit.testing import unique_name
+from tests.shm import _workers
+
+METHODS = ["fork", "spawn"]
+
+
+def _ctx(method: str) -> Any:
+    return multiprocessing.get_context(method)
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    name = f"shm://{unique_name('shm')}"
+    yield name
+    remove(name.removeprefix("shm://"))
+
+
+def _objects(url: str) -> list[str]:
+    name = url.removeprefix("shm://")
+    return sorted(n for n in os.listdir("/dev/shm") if name in n)
+
+
+def test_create_attach_and_errors(url: str) -> None:
+    with pytest.raises(FileNotFoundError, match="create=True"):
+        ipckit.open(url)
+    with ipckit.open(url, create=True, capacity="64KiB") as a:
+        with pytest.raises(FileExistsError, match="already exists"):
+            ipckit.open(url, create=True)
+        with ipckit.open(url) as b:
+            a.send("hi")
+            assert b.recv(timeout=5) == "hi"
+            assert b.stats().capacity == 64 * 1024
+        for name in _objects(url):
+            mode = stat.S_IMODE(os.stat(f"/dev/shm/{name}").st_mode)
+            assert mode == 0o600, f"{name} has mode {oct(mode)}"
+        a.unlink()
+        assert _objects(url) == []
+        a.unlink()  # idempotent
+        with pytest.raises(FileNotFoundError):
+            ipckit.open(url)
+
+
+def test_options_from_url_and_bad_values(url: str) -> None:
+    with ipckit.open(f"{url}?capacity=128KiB&spin=0.0001", create=True) as ch:
+        assert ch.stats().capacity == 128 * 1024
+        ch.unlink()
+    with pytest.raises(ipckit.ConfigurationError, match="4KiB"):
+        ipckit.open(url, create=True, capacity=100)
+    with pytest.raises(ipckit.ConfigurationError, match="letters"):
+        ipckit.open("shm://bad/name", create=True)
+    assert _objects(url) == []
+
+
+def test_half_created_segment_fails_clearly(url: str) -> None:
+    from multiprocessing import shared_memory
+
+    name = url.removeprefix("shm://")
+    seg = shared_memory.SharedMemory(f"ikshm.{name}", create=True, size=8192)
+    from multiprocessing import resource_tracker
+
+    resource_tracker.unregister(seg._name, "shared_memory")  # type: ignore[attr-defined]
+    try:
+        seg.buf[:8] = ring.MAGIC
+        seg.buf[8:12] = (1).to_bytes(4, "little")
+        with pytest.raises(ProtocolError, match="never finished"):
+            ipckit.open(url)
+    finally:
+        seg.close()
+        seg.unlink()
+
+
+def test_foreign_segment_is_protocol_error(url: str) -> None:
+    from multiprocessing import resource_tracker, shared_memory
+
+    name = url.removeprefix("shm://")
+    seg = shared_memory.SharedMemory(f"ikshm.{name}", create=True, size=8192)
+    resource_tracker.unregister(seg._name, "shared_memory")  # type: ignore[attr-defined]
+    try:
+        seg.buf[:8] = b"NOTOURS!"
+        with pytest.raises(ProtocolError, match="not an ipckit"):
+            ipckit.open(url)
+    finally:
+        seg.close()
+        seg.unlink()
+
+
+ATTACH_AND_EXIT = """
+import ipckit, sys
+ch = ipckit.open(sys.argv[1])
+ch.send("from child")
+ch.close()
+"""
+
+
+def test_attacher_exit_does_not_remove_segment(url: str) -> None:
+    with ipckit.open(url, create=True) as a:
+        out = subprocess.run(
+            [sys.executable, "-c", ATTACH_AND_EXIT, url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "leaked" not in out.stderr
+        assert a.recv(timeout=5) == "from child"
+        with ipckit.open(url) as again:
+            assert again.poll() is False
+        a.unlink()
+
+
+def test_big_messages_go_out_of_band_and_are_cleaned(url: str) -> None:
+    with ipckit.open(url, create=True, capacity="64KiB") as a, ipckit.open(url) as b:
+        big = os.urandom(3 << 20)
+        a.send_bytes(big)
+        oob = [n for n in _objects(url) if ".oob." in n]
+        assert len(oob) == 1
+        assert b.recv_bytes(timeout=5) == big
+        assert [n for n in _objects(url) if ".oob." in n] == []
+        a.send_bytes(big)
+        a.send({"big": big})
+        assert len([n for n in _objects(url) if ".oob." in n]) == 2
+        a.unlink()
+        assert _objects(url) == []
+
+
+def test_full_ring_times_out_and_recovers(url: str) -> None:
+    with ipckit.open(url, create=True, capacity="4KiB") as a, ipckit.open(url) as b:
+        sent = 0
+        with pytest.raises(Full) as info:
+            while True:
+                a.send_bytes(b"x" * 100, timeout=0)
+                sent += 1
+        assert "capacity" in str(info.value)
+        start = time.monotonic()
+        with pytest.raises(Full):
+            a.send_bytes(b"x" * 100, timeout=0.1)
+        assert time.monotonic() - start >= 0.09
+        with pytest.raises(Full) as many:
+            a.send_many([b"y"] * 3, timeout=0)
+        assert many.value.sent == 0
+        got = b.recv_many(max_items=1000, timeout=5)
+        assert len(got) == sent
+        assert b.stats().depth == 0
+        a.send_many([b"z" * 100] * sent, timeout=5)
+        a.unlink()
+
+
+def test_stats_from_the_header(url: str) -> None:
+    with ipckit.open(url, create=True, capacity="64KiB") as a, ipckit.open(url) as b:
+        a.send_many([b"12345", b"678"])
+        s = b.stats()
+        assert s.depth == 2
+        assert s.extra["messages_in"] == 2
+        assert s.high_water is not None and s.high_water > 0
+        b.recv_many(10, timeout=5)
+        s = a.stats()
+        assert s.depth == 0
+        assert s.extra["messages_out"] == 2
+        assert s.extra["used_bytes"] == 0
+        a.unlink()
+
+
+def test_corrupt_record_is_protocol_error_and_queue_goes_on(url: str) -> None:
+    with ipckit.open(url, create=True, capacity="64KiB") as a, ipckit.open(url) as b:
+        a.send("first")
+        t = a._transport  # type: ignore[attr-defined]
+        head = t._q[ring.HEAD // 8]
+        t._buf[ring.DATA_OFFSET + head : ring.DATA_OFFSET + head + 4] = b"\xde\xad\xbe\xef"
+        with pytest.raises(ProtocolError):
+            b.recv(timeout=5)
+        a.send("after")
+        assert b.recv(timeout=5) == "after"
+        a.unlink()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("tail", 1 << 40), ("head", 7), ("record_length", 1 << 30), ("pad", 12345)],
+)
+def test_hostile_header_values(url: str, field: str, value: int) -> None:
+    with ipckit.open(url, create=True, capacity="64KiB") as a, ipckit.open(url) as b:
+        a.send_bytes(b"x" * 100)
+        t = a._transport  # type: ignore[attr-defined]
+        if field == "tail":
+            t._q[ring.TAIL // 8] = value
+        elif field == "head":
+            t._q[ring.HEAD // 8] = value
+        elif field == "record_length":
+            t._buf[ring.DATA_OFFSET + 8 : ring.DATA_OFFSET + 16] = value.to_bytes(8, "little")
+        else:
+            t._buf[ring.DATA_OFFSET : ring.DATA_OFFSET + 2] = ring.PAD_MAGIC
+            t._buf[ring.DATA_OFFSET + 8 : ring.DATA_OFFSET + 16] = value.to_bytes(8, "little")
+        start = time.monotonic()
+        with pytest.raises(ProtocolError):
+            b.recv_bytes(timeout=5)
+        assert time.monotonic() - start < 5
+        a.unlink()
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    "point",
+    [
+        "holding_send_lock",
+        "holding_recv_lock",
+        "mid_copy",
+        "reserved_not_committed",
+        "after_taking",
+        "sleeping_in_recv",
+    ],
+)
+def test_survivors_go_on_after_sigkill(url: str, point: str, method: str) -> None:
+    with ipckit.open(url, create=True, capacity="16KiB") as a, ipckit.open(url) as b:
+        a.send_many([f"m{i}".encode() for i in range(5)], timeout=5)
+        proc = _ctx(method).Process(target=_workers.die_at, args=(url, point))
+        proc.start()
+        proc.join(60)
+        assert proc.exitcode == -signal.SIGKILL
+        start = time.monotonic()
+        a.send_many([f"n{i}".encode() for i in range(5)], timeout=10)
+        got = []
+        while True:
+            try:
+                got.extend(b.recv_many(100, timeout=0.5))
+            except Empty:
+                break
+        recovery = time.monotonic() - start
+        expected = [f"m{i}".encode() for i in range(5)] + [f"n{i}".encode() for i in range(5)]
+        if point == "after_taking":
+            assert got == expected[1:], "exactly the message the dead child took is gone"
+        else:
+            assert got == expected, "no committed message may be lost, torn or duplicated"
+        assert recovery < 10
+        # Capacity is whole again: the largest inline record fits.
+        limit = a.stats().extra["max_inline_message"]
+        assert isinstance(limit, int)
+        a.send_bytes(bytes(limit), timeout=5)
+        assert b.recv_bytes(timeout=5) == bytes(limit)
+        if point in ("holding_send_lock", "holding_recv_lock", "mid_copy"):
+            assert a.stats().extra["recoveries"] >= 1
+        a.unlink()
+
+
+def test_stopped_lock_holder_is_not_robbed(url: str) -> None:
+    with ipckit.open(url, create=True, capacity="16KiB") as a, ipckit.open(url) as b:
+        proc = _ctx("fork").Process(target=_workers.stop_holding_lock, args=(url,))
+        proc.start()
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with open(f"/proc/{proc.pid}/stat") as f:
+                    state = f.read().split()[2]
+                if state == "T":
+                    break
+                time.sleep(0.01)
+            with pytest.raises(Full):
+                a.send("blocked", timeout=0.3)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.join(30)
+        assert proc.exitcode == 0
+        a.send("after", timeout=5)
+        assert b.recv(timeout=5) == "after"
+        a.unlink()
+
+
+def _run_many(url: str, per_producer: int, method: str) -> None:
+    results = f"shm://{unique_name('res')}"
+    with (
+        ipckit.open(url, create=True, capacity="256KiB") as q,
+        ipckit.open(results, create=True) as res,
+    ):
+        ctx = _ctx(method)
+        producers = [
+            ctx.Process(target=_workers.produce, args=(url, tag, per_producer, tag))
+            for tag in range(4)
+        ]
+        consumers = [ctx.Process(target=_workers.consume, args=(url, results, 0)) for _ in range(2)]
+        for p in producers + consumers:
+            p.start()
+        for p in producers:
+            p.join(600)
+            assert p.exitcode == 0
+        q.shutdown()
+        reports = [res.recv(timeout=120) for _ in consumers]
+        for c in consumers:
+            c.join(60)
+            assert c.exitcode == 0
+        q.unlink()
+        res.unlink()
+    pairs = [tuple(p) for r in reports for p in r]
+    assert len(pairs) == 4 * per_producer, "every message exactly once"
+    assert len(set(pairs)) == len(pairs), "no duplicates"
+    for report in reports:
+        for tag in range(4):
+            seqs = [s for t, s in report if t == tag]
+            assert seqs == sorted(seqs), "each consumer sees a producer's messages in order"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_four_producers_two_consumers(url: str, method: str) -> None:
+    _run_many(url, 3000, method)
+
+
+@pytest.mark.slow
+def test_four_producers_two_consumers_100k(url: str) -> None:
+    _run_many(url, 100_000, "fork")
