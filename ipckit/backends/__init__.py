@@ -40,7 +40,11 @@ def get_backend(scheme: str) -> Backend:
             f"the {scheme}:// backend is not available in this version of ipckit; "
             f"available: {available_schemes()}"
         ) from None
-    backend: Backend = module.BACKENDS[scheme]
+    backend: Backend | None = module.BACKENDS.get(scheme)
+    if backend is None:
+        raise ConfigurationError(
+            f"{scheme}:// has no URL form; use ipckit.{scheme}() to make a connected pair"
+        )
     _cache[scheme] = backend
     return backend
 

@@ -25,7 +25,7 @@ from ipckit._deadline import Deadline
 from ipckit._framing import FLAG_EOS, HEADER_SIZE, Frame, FrameDecoder, encode_header
 from ipckit._oserror import os_error_to_ipc
 from ipckit._transport import Capabilities, OutFrame, TransportStats
-from ipckit.errors import ChannelClosed, Empty, Full, HandleClosed
+from ipckit.errors import ChannelClosed, Empty, Full, HandleClosed, ProtocolError
 
 __all__ = ["StreamTransport"]
 
@@ -91,6 +91,7 @@ class StreamTransport:
         # leaves a small frame half-written and needing a reader to finish it.
         self._write_batch = write_batch
         self._eof = False  # the peer closed its side or sent end-of-stream
+        self._broken: ProtocolError | None = None
         self._shut = False  # shutdown() was called on this handle
         self._eos_sent = False
         self._interrupted = False
@@ -167,7 +168,12 @@ class StreamTransport:
         decoder.commit(n)
         ready = self._ready
         while True:
-            frame = decoder.next_frame()
+            try:
+                frame = decoder.next_frame()
+            except ProtocolError as exc:
+                # Frame boundaries past a bad header are unknowable: the stream is over.
+                self._broken = exc
+                raise
             if frame is None:
                 return True
             if frame.flags & FLAG_EOS:
@@ -190,6 +196,11 @@ class StreamTransport:
             raise HandleClosed(f"this end of {self.url} only sends")
         ready = self._ready
         while not ready:
+            if self._broken is not None:
+                raise ProtocolError(
+                    f"{self.url} is broken by an earlier corrupt frame ({self._broken}); "
+                    "close this channel and reconnect"
+                )
             if self._eof:
                 raise self._end_of_stream()
             if self._read_some():
@@ -226,6 +237,8 @@ class StreamTransport:
         """Write every frame in order; ``Full(sent=k)`` if time runs out between frames."""
         wfd = self._wfd
         if wfd is None:
+            if self._shut or self._eof:
+                raise self._closed_for_send()
             raise HandleClosed(f"this end of {self.url} only receives")
         with self._wlock:
             try:

@@ -447,9 +447,11 @@ def check_process_echo(make_pair: PairFactory, start_method: str) -> None:
         proc = _start(start_method, _workers.echo, child_in, child_out, len(messages))
         child_in.close()
         child_out.close()
-        for m in messages:
-            to_child.send(m, timeout=BOUND)
+        # Send while receiving, as a real client would: a bounded queue (mq:// holds
+        # 10 messages by default) cannot take the whole batch before any echo is read.
+        join = _in_thread(_send_all(to_child.send, messages))
         echoed = [from_child.recv(timeout=BOUND) for _ in messages]
+        join()
         _finish(proc)
         assert echoed == messages
         assert proc.exitcode == 0

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
-from types import FrameType
 from typing import Any
-
-import pytest
 
 import ipckit
 from ipckit import Channel
@@ -45,33 +41,15 @@ def _mq_url() -> str:
     return "mq://" + unique_name("mq")
 
 
-#: check_process_echo keeps ~300 messages in flight over two queues before reading any.
-_ECHO_DEPTH = 160
 _MQ_DEPTH = min(256, max_queue_depth())
 # 1 KiB units keep two 256-deep queues under the default RLIMIT_MSGQUEUE (800 KiB);
 # anything bigger travels out of band, which the checks then exercise too.
 _MQ_CREATE = {"max_messages": _MQ_DEPTH, "message_size": "1KiB"}
 
 
-def _called_from(name: str) -> bool:
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == name:
-            return True
-        frame = frame.f_back
-    return False
-
-
 def _mq_pair(
     a: Mapping[str, Any] | None = None, b: Mapping[str, Any] | None = None
 ) -> tuple[Channel, Channel]:
-    if _MQ_DEPTH < _ECHO_DEPTH and _called_from("check_process_echo"):
-        # The check sends everything before reading any echo; a queue that holds fewer
-        # messages than that deadlocks by design (sysctl fs.mqueue.msg_max is too low here).
-        pytest.skip(
-            f"fs.mqueue.msg_max={_MQ_DEPTH} here; check_process_echo needs queues of "
-            f"{_ECHO_DEPTH}+ messages (sysctl -w fs.mqueue.msg_max=256 to run it)"
-        )
     return _queue_pair(_mq_url, _MQ_CREATE)(a, b)
 
 
