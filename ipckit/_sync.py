@@ -1,11 +1,13 @@
 """Locks and doorbells for shared-memory structures, with dead-owner recovery.
 
-- :class:`FileLock` is the mutex: ``flock(2)`` on a per-channel lock file. The
-  kernel drops an ``flock`` when the open file description closes, which happens
-  when its holder dies, even by SIGKILL; a POSIX semaphore used as a mutex would
-  stay taken forever instead (as faster-fifo's does). A SIGSTOPped holder keeps
-  the lock: waiters time out rather than rob it. Measured here: a free
-  lock+unlock costs about 1 us; a semaphore pair 0.2 us, but it cannot recover.
+- :class:`RobustLock` is the mutex: a POSIX semaphore (0.2 us a pair here) whose
+  holder records its pid, so survivors can take over a lock whose holder died,
+  even by SIGKILL. A plain semaphore mutex would stay taken forever instead (as
+  faster-fifo's does). A SIGSTOPped holder is alive and keeps the lock: waiters
+  time out rather than rob it.
+- :class:`FileLock` is an ``flock`` (about 1 us a pair, five times the semaphore),
+  which the kernel drops when its holder dies; RobustLock uses one only on the
+  rare takeover path, to let exactly one survivor inherit a dead holder's lock.
 - :class:`Doorbell` is a POSIX semaphore that wakes sleepers. It carries no
   state: a woken waiter re-checks the shared header, and waits in bounded slices
   so a lost wake-up costs latency, never a hang.
@@ -23,7 +25,7 @@ import posix_ipc
 from ipckit._deadline import Deadline
 from ipckit._oserror import translate_os_errors
 
-__all__ = ["WAIT_SLICE", "Doorbell", "FileLock"]
+__all__ = ["WAIT_SLICE", "Doorbell", "FileLock", "RobustLock", "pid_alive"]
 
 #: Longest single sleep on a doorbell before re-checking shared state (seconds).
 WAIT_SLICE = 0.05
@@ -149,3 +151,125 @@ class Doorbell:
             posix_ipc.unlink_semaphore(name)
         except posix_ipc.ExistentialError:
             pass
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` names a running (not zombie) process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # The state follows the command name, which may itself hold spaces.
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in (b"Z", b"X")
+
+
+class RobustLock:
+    """A POSIX-semaphore mutex that survivors take over when its holder dies.
+
+    A semaphore pair costs 0.2 us here against 1 us for ``flock``, but the kernel
+    does not release it on death. So the holder writes its pid into a shared word
+    (``owner``) right after taking it and clears it before giving it back, and a
+    waiter that finds the owner dead takes the lock over. Takeovers are
+    serialised by an ``flock`` on a recovery file, used only on that slow path, so
+    exactly one survivor inherits the lock. A holder killed in the instant
+    between taking the semaphore and writing its pid leaves the owner word at 0;
+    that lock is taken over after ``orphan_after`` seconds without progress.
+    A SIGSTOPped holder is alive, so it is never robbed: waiters time out.
+    """
+
+    __slots__ = ("_gen", "_gen_at", "_owner", "_owner_at", "_pid", "_recovery", "_sem", "name")
+
+    def __init__(
+        self,
+        name: str,
+        recovery_path: str,
+        words: memoryview,
+        owner_at: int,
+        gen_at: int,
+        *,
+        create: bool,
+        mode: int = 0o600,
+    ) -> None:
+        self.name = name
+        flags = posix_ipc.O_CREAT if create else 0
+        with translate_os_errors(f"opening semaphore {name}"):
+            self._sem = posix_ipc.Semaphore(name, flags, mode=mode, initial_value=1)
+        self._recovery = FileLock(recovery_path, create=create, mode=mode)
+        self._owner = words
+        self._owner_at = owner_at
+        self._gen = words
+        self._gen_at = gen_at
+        self._pid = os.getpid()
+
+    def _took(self) -> None:
+        pid = os.getpid()  # not cached: a forked child must write its own pid
+        words = self._owner
+        words[self._owner_at] = pid
+        words[self._gen_at] = (words[self._gen_at] + 1) & 0xFFFFFFFF
+
+    def acquire(
+        self, deadline: Deadline, interrupted: Callable[[], bool], orphan_after: float = 1.0
+    ) -> bool:
+        """Take the lock by ``deadline``; False on timeout or interruption."""
+        sem = self._sem
+        try:
+            sem.acquire(0)
+            self._took()
+            return True
+        except posix_ipc.BusyError:
+            pass
+        if deadline.nonblocking:
+            return False
+        words = self._owner
+        seen = (words[self._owner_at], words[self._gen_at])
+        still_since = time.monotonic()
+        while True:
+            try:
+                sem.acquire(deadline.slice(0.002))
+                self._took()
+                return True
+            except posix_ipc.BusyError:
+                pass
+            if interrupted() or deadline.expired():
+                return False
+            now = (words[self._owner_at], words[self._gen_at])
+            if now != seen:
+                seen, still_since = now, time.monotonic()
+                continue
+            owner = now[0]
+            orphaned = owner == 0 and time.monotonic() - still_since > orphan_after
+            if ((owner and not pid_alive(owner)) or orphaned) and self._take_over(now):
+                return True
+
+    def _take_over(self, seen: tuple[int, int]) -> bool:
+        if not self._recovery.try_acquire():
+            return False
+        try:
+            words = self._owner
+            if (words[self._owner_at], words[self._gen_at]) != seen or self._sem.value:
+                return False  # someone else recovered it, or it was released
+            self._took()
+            return True
+        finally:
+            self._recovery.release()
+
+    def release(self) -> None:
+        """Give the lock back."""
+        self._owner[self._owner_at] = 0
+        self._sem.release()
+
+    def close(self) -> None:
+        """Close this process's handles."""
+        self._sem.close()
+        self._recovery.close()
+
+    def reopen(self) -> None:
+        """Fresh descriptors after fork (the recovery file's flock is per description)."""
+        self._recovery.reopen()

@@ -6,9 +6,9 @@ producers and consumers do not fight over one line)::
     0    meta      magic "IPCKSHM1", version, ready, capacity, max_message_size,
                    flags (bit 0: shut down), creator pid
     64   consumer  head, messages out, bytes out, receive waiters, dirty, recoveries,
-                   time blocked
+                   time blocked, receive-lock owner pid and generation
     128  producer  tail, messages in, bytes in, send waiters, dirty, recoveries,
-                   time blocked, high-water mark
+                   time blocked, high-water mark, send-lock owner pid and generation
     256  ring      ``capacity`` bytes of records
 
 Invariants:
@@ -52,7 +52,11 @@ __all__ = [
     "READY",
     "RECOVERIES_RECV",
     "RECOVERIES_SEND",
+    "RECV_GEN",
+    "RECV_OWNER",
     "RECV_WAITERS",
+    "SEND_GEN",
+    "SEND_OWNER",
     "SEND_WAITERS",
     "SHUT_FLAG",
     "TAIL",
@@ -78,6 +82,8 @@ RECV_WAITERS: Final = 88
 DIRTY_RECV: Final = 92
 RECOVERIES_RECV: Final = 96
 BLOCKED_RECV: Final = 104
+RECV_OWNER: Final = 112
+RECV_GEN: Final = 116
 
 TAIL: Final = 128
 MSGS_IN: Final = 136
@@ -87,6 +93,8 @@ DIRTY_SEND: Final = 156
 RECOVERIES_SEND: Final = 160
 BLOCKED_SEND: Final = 168
 HIGH_WATER: Final = 176
+SEND_OWNER: Final = 184
+SEND_GEN: Final = 188
 
 DATA_OFFSET: Final = 256
 ALIGN: Final = 16

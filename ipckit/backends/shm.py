@@ -3,10 +3,11 @@
 One ``multiprocessing.shared_memory`` segment holds the header and a ring of
 variable-size records (layout and invariants in :mod:`ipckit.backends._ring`).
 Producers share one lock and consumers another (the two-lock queue of Michael
-and Scott), so a sender and a receiver never wait for each other; each lock is
-an ``flock`` that the kernel releases if its holder dies. Two semaphores are
-doorbells that wake sleeping receivers and senders. Messages bigger than half
-the ring travel out of band in one-off blocks (:mod:`ipckit._oob`).
+and Scott), so a sender and a receiver never wait for each other. Each lock is
+a POSIX semaphore whose holder records its pid in the header; survivors take a
+dead holder's lock over (:class:`ipckit._sync.RobustLock`). Two more semaphores
+are doorbells that wake sleeping receivers and senders. Messages bigger than
+half the ring travel out of band in one-off blocks (:mod:`ipckit._oob`).
 
 Recovery needs no repair step: a producer publishes ``tail`` only after its
 record is complete and a consumer moves ``head`` only after copying, so a
@@ -29,7 +30,7 @@ from ipckit import _oob
 from ipckit._deadline import Deadline
 from ipckit._framing import FLAG_OOB, HEADER, HEADER_SIZE, MAGIC, VERSION, Frame
 from ipckit._oserror import translate_os_errors
-from ipckit._sync import WAIT_SLICE, Doorbell, FileLock
+from ipckit._sync import WAIT_SLICE, Doorbell, RobustLock
 from ipckit._transport import Capabilities, OutFrame, TransportStats
 from ipckit._url import Endpoint, OptionSpec
 from ipckit.backends import _ring as ring
@@ -81,6 +82,10 @@ _SEND_WAITERS = ring.SEND_WAITERS // 4
 _RECV_WAITERS = ring.RECV_WAITERS // 4
 _DIRTY_SEND = ring.DIRTY_SEND // 4
 _DIRTY_RECV = ring.DIRTY_RECV // 4
+_SEND_OWNER = ring.SEND_OWNER // 4
+_SEND_GEN = ring.SEND_GEN // 4
+_RECV_OWNER = ring.RECV_OWNER // 4
+_RECV_GEN = ring.RECV_GEN // 4
 
 
 def _no_tracking() -> contextlib.AbstractContextManager[None]:
@@ -122,8 +127,10 @@ class _Names:
         self.segment = f"ikshm.{name}"
         self.items = f"/ikshm.{name}.items"
         self.space = f"/ikshm.{name}.space"
-        self.send_lock = f"{_oob.SHM_DIR}/ikshm.{name}.slock"
-        self.recv_lock = f"{_oob.SHM_DIR}/ikshm.{name}.rlock"
+        self.send_sem = f"/ikshm.{name}.slock"
+        self.recv_sem = f"/ikshm.{name}.rlock"
+        self.send_recovery = f"{_oob.SHM_DIR}/ikshm.{name}.srecover"
+        self.recv_recovery = f"{_oob.SHM_DIR}/ikshm.{name}.rrecover"
         self.oob_prefix = f"ikshm.{name}"
 
 
@@ -160,7 +167,7 @@ class ShmTransport:
         self._interrupted = False
         self._closed = False
         self._shm: shared_memory.SharedMemory | None = None
-        self._locks: list[FileLock] = []
+        self._locks: list[RobustLock] = []
         self._bells: list[Doorbell] = []
         self._made_segment = False
         try:
@@ -203,12 +210,12 @@ class ShmTransport:
                 f"cannot reserve {size} bytes in /dev/shm for {self.url} ({exc.strerror}); "
                 "free space there or pass a smaller capacity=",
             ) from exc
-        self._open_sync(create=True)
         buf = _buffer(shm)
         ring.META.pack_into(
             buf, 0, ring.MAGIC, ring.VERSION, 0, capacity, max_message_size, 0, os.getpid()
         )
         self._setup(buf, capacity, max_message_size)
+        self._open_sync(create=True, words=self._w)
         self._w[_READY] = 1  # last: attachers wait for this
 
     def _attach(self) -> None:
@@ -236,14 +243,30 @@ class ShmTransport:
                     "creating it; remove it with unlink() (or `ipckit rm`) and create it again"
                 )
             time.sleep(0.005)
-        self._open_sync(create=False)
         self._setup(buf, capacity, max_message)
+        self._open_sync(create=False, words=self._w)
 
-    def _open_sync(self, create: bool) -> None:
+    def _open_sync(self, create: bool, words: memoryview) -> None:
         names = self._names
-        self._send_lock = FileLock(names.send_lock, create=create, mode=self._mode)
+        self._send_lock = RobustLock(
+            names.send_sem,
+            names.send_recovery,
+            words,
+            _SEND_OWNER,
+            _SEND_GEN,
+            create=create,
+            mode=self._mode,
+        )
         self._locks.append(self._send_lock)
-        self._recv_lock = FileLock(names.recv_lock, create=create, mode=self._mode)
+        self._recv_lock = RobustLock(
+            names.recv_sem,
+            names.recv_recovery,
+            words,
+            _RECV_OWNER,
+            _RECV_GEN,
+            create=create,
+            mode=self._mode,
+        )
         self._locks.append(self._recv_lock)
         self._items = Doorbell(names.items, create=create, mode=self._mode)
         self._bells.append(self._items)
@@ -311,7 +334,9 @@ class ShmTransport:
 
     # -- locks ------------------------------------------------------------------------
 
-    def _lock(self, lock: FileLock, dirty_at: int, recoveries_at: int, deadline: Deadline) -> bool:
+    def _lock(
+        self, lock: RobustLock, dirty_at: int, recoveries_at: int, deadline: Deadline
+    ) -> bool:
         if not lock.acquire(deadline, self._gone):
             if self._interrupted:
                 raise HandleClosed(f"this handle on {self.url} was closed")
@@ -540,7 +565,7 @@ class ShmTransport:
         bell: Doorbell,
         *,
         waiters_at: int,
-        lock: FileLock,
+        lock: RobustLock,
         dirty_at: int,
         recoveries_at: int,
         blocked_at: int,
@@ -612,11 +637,11 @@ class ShmTransport:
 def remove(name: str) -> None:
     """Remove every OS object of ``shm://name``; missing ones are skipped."""
     names = _Names(name)
-    for path in (f"{_oob.SHM_DIR}/{names.segment}", names.send_lock, names.recv_lock):
+    for path in (f"{_oob.SHM_DIR}/{names.segment}", names.send_recovery, names.recv_recovery):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-    Doorbell.unlink(names.items)
-    Doorbell.unlink(names.space)
+    for sem in (names.items, names.space, names.send_sem, names.recv_sem):
+        Doorbell.unlink(sem)
     _oob.sweep_blocks(names.oob_prefix)
 
 
