@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import ipckit
-from ipckit import ChannelClosed, Empty, Full, ProtocolError
+from ipckit import Empty, Full, ProtocolError
 from ipckit.backends import _ring as ring
 from ipckit.backends.shm import remove
 from ipckit.testing import unique_name
