@@ -11,6 +11,7 @@ from ipckit.channel import (
     Channel,
     ChannelStats,
     Listener,
+    MessageView,
     connect,
     listen,
     open,  # noqa: A004 - the library's entry point, used as ipckit.open()
@@ -52,6 +53,7 @@ __all__ = [
     "IPCError",
     "Listener",
     "MessageTooLarge",
+    "MessageView",
     "ProtocolError",
     "SerializationError",
     "Serializer",

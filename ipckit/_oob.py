@@ -16,14 +16,21 @@ import mmap
 import os
 import secrets
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from typing_extensions import Buffer
 
 from ipckit._oserror import translate_os_errors
 from ipckit.errors import ProtocolError
 
-__all__ = ["SHM_DIR", "discard_block", "put_block", "read_block", "sweep_blocks"]
+__all__ = [
+    "SHM_DIR",
+    "discard_block",
+    "map_block",
+    "put_block",
+    "read_block",
+    "sweep_blocks",
+]
 
 SHM_DIR = "/dev/shm"
 _REF = struct.Struct("<QB")  # payload length, name length; the name follows
@@ -96,6 +103,34 @@ def read_block(ref: Buffer) -> bytes:
                 os.unlink(_path(name))
             except FileNotFoundError:
                 pass
+
+
+def map_block(ref: Buffer) -> tuple[memoryview, Callable[[], None]]:
+    """Map the block named by ``ref`` read-only; the second item unmaps and removes it."""
+    total, name = _parse(ref)
+    with translate_os_errors(f"mapping out-of-band block {name}"):
+        fd = os.open(_path(name), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            if size != total:
+                raise ProtocolError(
+                    f"out-of-band block {name} holds {size} bytes, the reference says {total}"
+                )
+            mem = mmap.mmap(fd, total, prot=mmap.PROT_READ) if total else None
+        finally:
+            os.close(fd)
+    view = memoryview(mem) if mem is not None else memoryview(b"")
+
+    def done() -> None:
+        view.release()
+        if mem is not None:
+            mem.close()
+        try:
+            os.unlink(_path(name))
+        except FileNotFoundError:
+            pass
+
+    return view, done
 
 
 def discard_block(ref: Buffer) -> None:

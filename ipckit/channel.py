@@ -45,6 +45,7 @@ __all__ = [
     "Channel",
     "ChannelStats",
     "Listener",
+    "MessageView",
     "connect",
     "listen",
     "open",
@@ -303,6 +304,45 @@ class Channel:
         payload = self._recv_frames(1, timeout)[0].payload
         return payload if type(payload) is bytes else bytes(payload)
 
+    def recv_view(self, timeout: float | None = None) -> MessageView:
+        """Receive one message's raw payload as a read-only view, copying nothing if possible.
+
+        On ``shm://`` the view points into shared memory (or into the out-of-band
+        block of a big message), so not one byte is copied; other transports hand
+        over the buffer they received into. Use it as a context manager, or call
+        :meth:`MessageView.release`: until then this handle cannot receive again,
+        and on ``shm://`` other receivers wait too, so keep views brief. Raises as
+        :meth:`recv_bytes`.
+        """
+        deadline = FOREVER if timeout is None else Deadline(timeout)
+        lock = self._recv_lock
+        if not lock.acquire(timeout=-1 if timeout is None else deadline.remaining() or 0):
+            raise Empty(f"another thread is still receiving on {self.url}; timed out waiting")
+        try:
+            if self._closed:
+                raise self._closed_error()
+            borrow = getattr(self._transport, "recv_view", None)
+            if borrow is not None:
+                frame, give_back = borrow(deadline)
+            else:
+                frame = self._transport.recv_frames(1, deadline)[0]
+                give_back = None
+        except BaseException:
+            lock.release()
+            raise
+        size = _nbytes(frame.payload)
+        self._messages_received += 1
+        self._bytes_received += size
+
+        def release() -> None:
+            try:
+                if give_back is not None:
+                    give_back()
+            finally:
+                lock.release()
+
+        return MessageView(memoryview(frame.payload).toreadonly(), frame.serializer_id, release)
+
     def recv_many(self, max_items: int = 100, timeout: float | None = None) -> list[Any]:
         """Receive between 1 and ``max_items`` objects with one synchronisation.
 
@@ -418,6 +458,56 @@ class Channel:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<ipckit.Channel {self.url} {serializer_name(self._ser_id)} {state}>"
+
+
+class MessageView:
+    """A received payload lent in place; see :meth:`Channel.recv_view`.
+
+    ``data`` is a read-only ``memoryview`` valid until :meth:`release` (or the end
+    of the ``with`` block); copy what you need to keep with ``bytes(view.data)``.
+    """
+
+    def __init__(self, data: memoryview, serializer_id: int, release: Callable[[], None]) -> None:
+        self.data = data
+        self.serializer_id = serializer_id
+        self._release: Callable[[], None] | None = release
+
+    def release(self) -> None:
+        """Give the payload back; idempotent. ``data`` is unusable afterwards."""
+        release, self._release = self._release, None
+        if release is not None:
+            self.data.release()
+            release()
+
+    def __len__(self) -> int:
+        return self.data.nbytes
+
+    def __bytes__(self) -> bytes:
+        return bytes(self.data)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        if getattr(self, "_release", None) is not None:
+            warnings.warn(
+                "an ipckit MessageView was never released; use it in a with block",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+            try:
+                self.release()
+            except Exception:  # noqa: S110 - nothing useful to do while collecting garbage
+                pass
 
 
 def _rebuild_channel(

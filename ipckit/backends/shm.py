@@ -552,6 +552,70 @@ class ShmTransport:
         q[_BYTES_OUT] = q[_BYTES_OUT] + nbytes
         return out
 
+    def recv_view(self, deadline: Deadline) -> tuple[Frame, Callable[[], None]]:
+        """Borrow the next record in place; the callable gives it back.
+
+        The receive lock stays held until then, so other receivers wait: keep the
+        view briefly. ``head`` moves only on release, so if this process dies
+        holding the view the message goes to another receiver.
+        """
+        while True:
+            if not self.poll(deadline):
+                raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
+            if not self._lock(self._recv_lock, _DIRTY_RECV, _RECOVERIES_RECV, deadline):
+                raise Empty(f"{self.url}: timed out waiting for the receive lock")
+            try:
+                found = self._borrow()
+            except BaseException:
+                self._unlock_recv()
+                raise
+            if found is not None:
+                return found
+            self._unlock_recv()
+            if self._is_shut():
+                raise ChannelClosed(f"{self.url} was shut down and nothing is left")
+
+    def _unlock_recv(self) -> None:
+        self._w[_DIRTY_RECV] = 0
+        self._recv_lock.release()
+
+    def _borrow(self) -> tuple[Frame, Callable[[], None]] | None:
+        q, buf = self._q, self._buf
+        head, tail = q[_HEAD], q[_TAIL]
+        while head != tail:
+            try:
+                ser, flags, start, length, after = ring.read_record(
+                    buf, head, tail, self._capacity, self._max
+                )
+            except ProtocolError:
+                q[_HEAD] = q[_TAIL]
+                raise
+            if length >= 0:
+                break
+            head = q[_HEAD] = after  # a pad record: skip it now
+        else:
+            return None
+        if flags & FLAG_OOB:
+            view, unmap = _oob.map_block(bytes(buf[start : start + length]))
+            flags &= ~FLAG_OOB
+        else:
+            view, unmap = buf[start : start + length].toreadonly(), None
+
+        def give_back() -> None:
+            if unmap is not None:
+                unmap()
+            else:
+                view.release()
+            q[_HEAD] = after
+            q[_MSGS_OUT] += 1
+            q[_BYTES_OUT] += length
+            self._unlock_recv()
+            waiting = self._w[_SEND_WAITERS]
+            if waiting:
+                self._space.ring_if_below(waiting)
+
+        return Frame(ser, flags, view), give_back
+
     # -- waiting ----------------------------------------------------------------------
 
     def _spin_until(self, ready: Callable[[], bool], deadline: Deadline) -> None:

@@ -168,6 +168,22 @@ def check_roundtrip_bytes(make_pair: PairFactory, start_method: str) -> None:
         assert b.recv(timeout=BOUND) == b"raw", "recv() of a send_bytes message gives bytes"
 
 
+def check_recv_view(make_pair: PairFactory, start_method: str) -> None:
+    """recv_view lends the payload read-only until released; the handle then goes on."""
+    with _pair(make_pair) as (a, b):
+        big = bytes(range(256)) * 4096
+        join = _in_thread(_send_all(a.send_bytes, [b"small", big, b"after"]))
+        with b.recv_view(timeout=BOUND) as view:
+            assert bytes(view) == b"small" and len(view) == 5
+            assert view.data.readonly
+        with b.recv_view(timeout=BOUND) as view:
+            assert view.data == big
+        view.release()  # idempotent
+        assert b.recv_bytes(timeout=BOUND) == b"after"
+        join()
+        _expect(Empty, lambda: b.recv_view(timeout=0), "recv_view(timeout=0) when empty")
+
+
 def check_order_kept(make_pair: PairFactory, start_method: str) -> None:
     """One sender's messages arrive in the order sent."""
     with _pair(make_pair) as (a, b):
@@ -510,6 +526,7 @@ CONTRACT_CHECKS: dict[str, Check] = {
     "roundtrip_objects": Check(check_roundtrip_objects),
     "roundtrip_bytes": Check(check_roundtrip_bytes),
     "order_kept": Check(check_order_kept),
+    "recv_view": Check(check_recv_view),
     "recv_timeouts": Check(check_recv_timeouts),
     "bad_object_keeps_channel": Check(check_bad_object_keeps_channel),
     "size_limit": Check(check_size_limit),

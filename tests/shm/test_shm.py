@@ -326,3 +326,24 @@ def test_four_producers_two_consumers(url: str, method: str) -> None:
 @pytest.mark.slow
 def test_four_producers_two_consumers_100k(url: str) -> None:
     _run_many(url, 100_000, "fork")
+
+
+def test_recv_view_is_zero_copy_and_holds_the_receive_lock(url: str) -> None:
+    with ipckit.open(url, create=True, capacity="64KiB") as a, ipckit.open(url) as b:
+        with ipckit.open(url) as c:
+            a.send_bytes(b"inline payload")
+            a.send_bytes(b"second")
+            with b.recv_view(timeout=5) as view:
+                segment = b._transport._buf  # type: ignore[attr-defined]
+                assert view.data.obj is segment.obj, "an inline view points into the segment"
+                with pytest.raises(Empty):
+                    c.recv_bytes(timeout=0.2)  # the receive lock is lent with the view
+            assert c.recv_bytes(timeout=5) == b"second"
+        big = os.urandom(1 << 20)
+        a.send_bytes(big)
+        with b.recv_view(timeout=5) as view:
+            assert view.data == big
+            assert len([n for n in _objects(url) if ".oob." in n]) == 1
+        assert [n for n in _objects(url) if ".oob." in n] == []
+        assert a.stats().depth == 0
+        a.unlink()
