@@ -109,12 +109,17 @@ def _alarm(seconds: float, what: str) -> Iterator[None]:
         raise TimeoutError(f"{what} took longer than {seconds:g} s")
 
     old = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # Someone else's timer (pytest-timeout uses SIGALRM too) is put back afterwards.
+    outer, interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.monotonic()
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        if outer > 0:
+            left = max(outer - (time.monotonic() - start), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, left, interval)
 
 
 class _Abort(Exception):

@@ -70,3 +70,24 @@ def test_placement_modes():
     assert cross.note
     with pytest.raises(ValueError):
         plan("diagonal")
+
+
+def test_the_setup_alarm_keeps_an_outer_timer():
+    import signal
+
+    from ipckit._bench.runner import _alarm
+
+    fired = []
+    old = signal.signal(signal.SIGALRM, lambda *a: fired.append(1))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 30)
+        with _alarm(5, "x"):
+            pass
+        remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 25 < remaining <= 30
+        with pytest.raises(TimeoutError, match="x took longer"), _alarm(0.01, "x"):
+            signal.pause()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert not fired
