@@ -225,8 +225,12 @@ class Channel:
             if self._closed:
                 raise self._closed_error()
             self._transport.send_frames(frames, deadline)
-            self._messages_sent += len(frames)
-            self._bytes_sent += sum(f.nbytes for f in frames)
+            if len(frames) == 1:
+                self._messages_sent += 1
+                self._bytes_sent += frames[0].nbytes
+            else:
+                self._messages_sent += len(frames)
+                self._bytes_sent += sum([f.nbytes for f in frames])
         except Full as exc:
             self._messages_sent += exc.sent
             self._bytes_sent += sum(f.nbytes for f in frames[: exc.sent])
@@ -246,8 +250,7 @@ class Channel:
                 raise self._closed_error()
             frames = self._transport.recv_frames(max_items, deadline)
             self._messages_received += len(frames)
-            for frame in frames:
-                self._bytes_received += _nbytes(frame.payload)
+            self._bytes_received += sum([_nbytes(f.payload) for f in frames])
             return frames
         finally:
             lock.release()
