@@ -30,6 +30,17 @@ __all__ = ["WAIT_SLICE", "Doorbell", "FileLock", "RobustLock", "pid_alive"]
 #: Longest single sleep on a doorbell before re-checking shared state (seconds).
 WAIT_SLICE = 0.05
 
+# getpid() is a system call on current glibc; the lock hot path reads this instead,
+# and a forked child refreshes it before running any Python code of its own.
+_PID = [os.getpid()]
+
+
+def _refresh_pid() -> None:
+    _PID[0] = os.getpid()
+
+
+os.register_at_fork(after_in_child=_refresh_pid)
+
 _LOCK_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
 _LOCK_UN = fcntl.LOCK_UN
 _flock = fcntl.flock
@@ -184,7 +195,7 @@ class RobustLock:
     A SIGSTOPped holder is alive, so it is never robbed: waiters time out.
     """
 
-    __slots__ = ("_gen", "_gen_at", "_owner", "_owner_at", "_pid", "_recovery", "_sem", "name")
+    __slots__ = ("_gen", "_gen_at", "_owner", "_owner_at", "_recovery", "_sem", "name")
 
     def __init__(
         self,
@@ -206,13 +217,22 @@ class RobustLock:
         self._owner_at = owner_at
         self._gen = words
         self._gen_at = gen_at
-        self._pid = os.getpid()
 
     def _took(self) -> None:
-        pid = os.getpid()  # not cached: a forked child must write its own pid
         words = self._owner
-        words[self._owner_at] = pid
+        words[self._owner_at] = _PID[0]
         words[self._gen_at] = (words[self._gen_at] + 1) & 0xFFFFFFFF
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free, without waiting (the hot path)."""
+        try:
+            self._sem.acquire(0)
+        except posix_ipc.BusyError:
+            return False
+        words = self._owner
+        words[self._owner_at] = _PID[0]
+        words[self._gen_at] = (words[self._gen_at] + 1) & 0xFFFFFFFF
+        return True
 
     def acquire(
         self, deadline: Deadline, interrupted: Callable[[], bool], orphan_after: float = 1.0

@@ -84,6 +84,11 @@ class ChannelStats:
     extra: Mapping[str, int | float | str] = field(default_factory=dict)
 
 
+# NamedTuple's generated __new__ is a Python function; building through tuple's is
+# several times cheaper on the per-message path and gives the same object.
+_out_frame = tuple.__new__
+
+
 def _nbytes(payload: Buffer) -> int:
     if type(payload) is bytes or type(payload) is bytearray:
         return len(payload)
@@ -164,7 +169,7 @@ class Channel:
         n = _nbytes(payload)
         if n > self._max:
             raise self._too_large(n)
-        return OutFrame(self._ser_id, 0, payload, n)
+        return _out_frame(OutFrame, (self._ser_id, 0, payload, n))
 
     def _too_large(self, n: int) -> MessageTooLarge:
         return MessageTooLarge(
@@ -201,7 +206,7 @@ class Channel:
             ) from None
         if n > self._max:
             raise self._too_large(n)
-        self._send((OutFrame(RAW_ID, 0, data, n),), timeout)
+        self._send((_out_frame(OutFrame, (RAW_ID, 0, data, n)),), timeout)
 
     def send_many(self, objs: Iterable[Any], timeout: float | None = None) -> None:
         """Send several objects in order with one synchronisation where the backend can.
@@ -217,10 +222,14 @@ class Channel:
             self._send(frames, timeout)
 
     def _send(self, frames: tuple[OutFrame, ...] | list[OutFrame], timeout: float | None) -> None:
-        deadline = FOREVER if timeout is None else Deadline(timeout)
         lock = self._send_lock
-        if not lock.acquire(timeout=-1 if timeout is None else deadline.remaining() or 0):
-            raise Full(f"another thread is still sending on {self.url}; timed out waiting")
+        if timeout is None:
+            deadline = FOREVER
+            lock.acquire()
+        else:
+            deadline = Deadline(timeout)
+            if not lock.acquire(timeout=deadline.remaining() or 0):
+                raise Full(f"another thread is still sending on {self.url}; timed out waiting")
         try:
             if self._closed:
                 raise self._closed_error()
@@ -241,16 +250,24 @@ class Channel:
     # -- receiving --------------------------------------------------------------------
 
     def _recv_frames(self, max_items: int, timeout: float | None) -> list[Frame]:
-        deadline = FOREVER if timeout is None else Deadline(timeout)
         lock = self._recv_lock
-        if not lock.acquire(timeout=-1 if timeout is None else deadline.remaining() or 0):
-            raise Empty(f"another thread is still receiving on {self.url}; timed out waiting")
+        if timeout is None:
+            deadline = FOREVER
+            lock.acquire()
+        else:
+            deadline = Deadline(timeout)
+            if not lock.acquire(timeout=deadline.remaining() or 0):
+                raise Empty(f"another thread is still receiving on {self.url}; timed out waiting")
         try:
             if self._closed:
                 raise self._closed_error()
             frames = self._transport.recv_frames(max_items, deadline)
-            self._messages_received += len(frames)
-            self._bytes_received += sum([_nbytes(f.payload) for f in frames])
+            count = len(frames)
+            self._messages_received += count
+            if count == 1:
+                self._bytes_received += _nbytes(frames[0].payload)
+            else:
+                self._bytes_received += sum([_nbytes(f.payload) for f in frames])
             return frames
         finally:
             lock.release()
