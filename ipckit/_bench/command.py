@@ -56,7 +56,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
             "Measure each available ipckit transport and, when installed, multiprocessing, "
             "faster-fifo and pyzmq, against raw kernel message passing. Producer and consumer "
             "are separate processes; every message is checked, so a broken contender shows "
-            "FAIL instead of a number. Install the peers with: pip install 'ipckit[bench]'."
+            "FAIL instead of a number. Install the peers with pip install '.[bench]' in a "
+            "clone of ipckit (not 'pip install ipckit': that name on PyPI is another project)."
         ),
         epilog=(
             "NAMES are comma-separated contender or workload names, or shell-style patterns "

@@ -45,7 +45,7 @@ def _importable(module: str, extra: str = "bench") -> str | None:
     try:
         importlib.import_module(module)
     except ImportError:
-        return f"not installed (pip install 'ipckit[{extra}]')"
+        return f"not installed (pip install '.[{extra}]' in a clone of ipckit)"
     return None
 
 

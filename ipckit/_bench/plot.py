@@ -1,6 +1,6 @@
 """``--plot FILE.png``: throughput, bandwidth and latency per contender (matplotlib).
 
-matplotlib is optional (``pip install 'ipckit[plot]'``); without it :func:`plot`
+matplotlib is optional (``pip install ".[plot]"`` in a clone); without it :func:`plot`
 raises :class:`PlotUnavailable` with that advice, and the CLI checks before
 measuring anything.
 """
@@ -29,7 +29,8 @@ def require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise PlotUnavailable(
-            "--plot needs matplotlib: pip install 'ipckit[plot]' (or pip install matplotlib)"
+            "--plot needs matplotlib: pip install matplotlib "
+            "(or pip install '.[plot]' in a clone of ipckit)"
         ) from None
 
 

@@ -109,7 +109,7 @@ def test_missing_command_and_help(capsys):
 def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import now raises ImportError
     assert main(["bench", "--no-progress", "--plot", "x.png"]) == 2
-    assert "pip install 'ipckit[plot]'" in capsys.readouterr().err
+    assert "pip install matplotlib" in capsys.readouterr().err
 
 
 def test_select_only_and_skip_by_name_and_pattern():
