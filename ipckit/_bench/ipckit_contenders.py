@@ -224,6 +224,10 @@ def _named(scheme: str, options: Mapping[str, Any] | None = None, batch: int = 1
         opts = dict(options or {})
         if scheme == "shm" and opts.get("spin") == "auto":
             opts["spin"] = spin_value()
+        if scheme == "shm" and "capacity" not in opts:
+            # Sized as a user sending such messages would size it: the largest message
+            # stays in the ring (at most half of it) instead of going out of band.
+            opts["capacity"] = max(1 << 20, 4 * spec.max_size)
         return _NamedLink(spec, scheme, opts, batch)
 
     return make
