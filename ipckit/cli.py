@@ -3,8 +3,7 @@
 Each subcommand lives in its own module and contributes a ``register(subparsers)``
 function that adds its parser and sets ``handler`` (called with the parsed
 arguments, returns the exit status) and ``parser`` (for usage errors). To add a
-subcommand (``ls``, ``stat``, ``rm``, ``gc``), write its module and append its
-``register`` to :data:`COMMANDS`.
+subcommand, write its module and append its ``register`` to :data:`COMMANDS`.
 """
 
 from __future__ import annotations
@@ -14,12 +13,18 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ipckit import _admin
 from ipckit._bench import command as bench_command
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: Every subcommand's ``register(subparsers)``, in the order ``--help`` lists them.
-COMMANDS: list[Callable[[Any], argparse.ArgumentParser]] = [bench_command.register]
+COMMANDS: list[Callable[[Any], argparse.ArgumentParser]] = [
+    bench_command.register,
+    _admin.register_ls,
+    _admin.register_rm,
+    _admin.register_gc,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -97,6 +97,7 @@ LAYERS = {
     "testing": 6,
     "aio": 6,
     "_bench": 7,
+    "_admin": 7,
     "cli": 8,
     "__main__": 9,
     "__init__": 10,
