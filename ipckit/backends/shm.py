@@ -424,47 +424,65 @@ class ShmTransport:
     ) -> int:
         buf = self._buf
         w = self._w
+        q = self._q
         spun = False
-        while True:
-            if self._interrupted:
-                raise HandleClosed(f"this handle on {self.url} was closed")
-            if self._is_shut():
-                raise ChannelClosed(f"{self.url} was shut down; no more messages can be sent")
-            if not self._lock(self._send_lock, _DIRTY_SEND, _RECOVERIES_SEND, deadline):
-                raise Full(f"{self.url}: timed out waiting for the send lock", sent=start)
-            try:
-                index = self._write_records(buf, frames, start, oob)
-                if index == start:
-                    if deadline.nonblocking or deadline.expired():
-                        raise Full(
-                            f"{self.url} is full (capacity={self._capacity} bytes) and stayed "
-                            f"full for timeout={deadline.timeout}; pass a larger capacity= "
-                            "or receive faster",
-                            sent=start,
-                        )
-                    if spun or not self._spin:
-                        w[_SEND_WAITERS] = w[_SEND_WAITERS] + 1
-            finally:
-                w[_DIRTY_SEND] = 0
-                self._send_lock.release()
-            if index > start:
-                waiting = w[_RECV_WAITERS]
-                if waiting:
-                    self._items.ring_if_below(waiting)
-                return index
-            if not spun and self._spin:
-                spun = True
-                self._spin_until(lambda: self._free_bytes() > 0, deadline)
-                continue
-            self._sleep(
-                self._space,
-                waiters_at=_SEND_WAITERS,
-                lock=self._send_lock,
-                dirty_at=_DIRTY_SEND,
-                recoveries_at=_RECOVERIES_SEND,
-                blocked_at=_BLOCKED_SEND,
-                deadline=deadline,
-            )
+        # While registered we count in SEND_WAITERS; we uncount in the next critical
+        # section we enter anyway, rather than taking the lock once more for it.
+        registered = False
+        slept = 0.0
+        try:
+            while True:
+                if self._interrupted:
+                    raise HandleClosed(f"this handle on {self.url} was closed")
+                if self._is_shut():
+                    raise ChannelClosed(f"{self.url} was shut down; no more messages can be sent")
+                if not self._lock(self._send_lock, _DIRTY_SEND, _RECOVERIES_SEND, deadline):
+                    raise Full(f"{self.url}: timed out waiting for the send lock", sent=start)
+                try:
+                    if registered:
+                        w[_SEND_WAITERS] = max(w[_SEND_WAITERS] - 1, 0)
+                        q[_BLOCKED_SEND] += int(slept * 1e9)
+                        registered, slept = False, 0.0
+                    index = self._write_records(buf, frames, start, oob)
+                    if index == start:
+                        if deadline.nonblocking or deadline.expired():
+                            raise Full(
+                                f"{self.url} is full (capacity={self._capacity} bytes) and "
+                                f"stayed full for timeout={deadline.timeout}; pass a larger "
+                                "capacity= or receive faster",
+                                sent=start,
+                            )
+                        if spun or not self._spin:
+                            w[_SEND_WAITERS] += 1
+                            registered = True
+                finally:
+                    w[_DIRTY_SEND] = 0
+                    self._send_lock.release()
+                if index > start:
+                    waiting = w[_RECV_WAITERS]
+                    if waiting:
+                        self._items.ring_if_below(waiting)
+                    return index
+                if not registered:
+                    spun = True
+                    self._spin_until(lambda: self._free_bytes() > 0, deadline)
+                    continue
+                started = time.perf_counter()
+                self._space.wait(deadline.slice(WAIT_SLICE))
+                slept += time.perf_counter() - started
+        finally:
+            if registered:
+                self._unregister(self._send_lock, _SEND_WAITERS, _DIRTY_SEND, _RECOVERIES_SEND)
+
+    def _unregister(self, lock: RobustLock, waiters_at: int, dirty_at: int, recov_at: int) -> None:
+        """Uncount a waiter that leaves without entering the critical section again."""
+        if self._shm is None or not self._lock(lock, dirty_at, recov_at, Deadline(1.0)):
+            return  # a stale count only causes a spare wake-up later
+        try:
+            self._w[waiters_at] = max(self._w[waiters_at] - 1, 0)
+        finally:
+            self._w[dirty_at] = 0
+            lock.release()
 
     def _free_bytes(self) -> int:
         q = self._q
@@ -546,42 +564,49 @@ class ShmTransport:
         buf = self._buf
         w = self._w
         spun = False
-        while True:
-            if self._interrupted:
-                raise HandleClosed(f"this handle on {self.url} was closed")
-            if not self._lock(self._recv_lock, _DIRTY_RECV, _RECOVERIES_RECV, deadline):
-                raise Empty(f"{self.url}: timed out waiting for the receive lock")
-            out: list[Frame] = []
-            try:
-                out = self._read_records(buf, max_items)
-                if not out:
-                    if self._is_shut():
-                        raise ChannelClosed(f"{self.url} was shut down and nothing is left")
-                    if deadline.nonblocking or deadline.expired():
-                        raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
-                    if spun or not self._spin:
-                        w[_RECV_WAITERS] = w[_RECV_WAITERS] + 1
-            finally:
-                w[_DIRTY_RECV] = 0
-                self._recv_lock.release()
-            if out:
-                waiting = w[_SEND_WAITERS]
-                if waiting:
-                    self._space.ring_if_below(waiting)
-                return [self._resolve(f) for f in out] if self._saw_oob else out
-            if not spun and self._spin:
-                spun = True
-                self._spin_until(self._has_data, deadline)
-                continue
-            self._sleep(
-                self._items,
-                waiters_at=_RECV_WAITERS,
-                lock=self._recv_lock,
-                dirty_at=_DIRTY_RECV,
-                recoveries_at=_RECOVERIES_RECV,
-                blocked_at=_BLOCKED_RECV,
-                deadline=deadline,
-            )
+        registered = False  # see _send_some
+        slept = 0.0
+        try:
+            while True:
+                if self._interrupted:
+                    raise HandleClosed(f"this handle on {self.url} was closed")
+                if not self._lock(self._recv_lock, _DIRTY_RECV, _RECOVERIES_RECV, deadline):
+                    raise Empty(f"{self.url}: timed out waiting for the receive lock")
+                out: list[Frame] = []
+                try:
+                    if registered:
+                        w[_RECV_WAITERS] = max(w[_RECV_WAITERS] - 1, 0)
+                        q[_BLOCKED_RECV] += int(slept * 1e9)
+                        registered, slept = False, 0.0
+                    out = self._read_records(buf, max_items)
+                    if not out:
+                        if self._is_shut():
+                            raise ChannelClosed(f"{self.url} was shut down and nothing is left")
+                        if deadline.nonblocking or deadline.expired():
+                            raise Empty(
+                                f"no message on {self.url} within timeout={deadline.timeout}"
+                            )
+                        if spun or not self._spin:
+                            w[_RECV_WAITERS] += 1
+                            registered = True
+                finally:
+                    w[_DIRTY_RECV] = 0
+                    self._recv_lock.release()
+                if out:
+                    waiting = w[_SEND_WAITERS]
+                    if waiting:
+                        self._space.ring_if_below(waiting)
+                    return [self._resolve(f) for f in out] if self._saw_oob else out
+                if not registered:
+                    spun = True
+                    self._spin_until(self._has_data, deadline)
+                    continue
+                started = time.perf_counter()
+                self._items.wait(deadline.slice(WAIT_SLICE))
+                slept += time.perf_counter() - started
+        finally:
+            if registered:
+                self._unregister(self._recv_lock, _RECV_WAITERS, _DIRTY_RECV, _RECOVERIES_RECV)
 
     @staticmethod
     def _resolve(frame: Frame) -> Frame:
@@ -722,31 +747,6 @@ class ShmTransport:
         while time.perf_counter() < end and not ready() and not self._interrupted:
             if deadline.expired():
                 return
-
-    def _sleep(
-        self,
-        bell: Doorbell,
-        *,
-        waiters_at: int,
-        lock: RobustLock,
-        dirty_at: int,
-        recoveries_at: int,
-        blocked_at: int,
-        deadline: Deadline,
-    ) -> None:
-        started = time.perf_counter()
-        bell.wait(deadline.slice(WAIT_SLICE))
-        waited = time.perf_counter() - started
-        # Uncount ourselves under the lock so concurrent updates are not lost.
-        if self._lock(lock, dirty_at, recoveries_at, Deadline(1.0)):
-            try:
-                w = self._w
-                count = w[waiters_at]
-                w[waiters_at] = count - 1 if count else 0
-                self._q[blocked_at] += int(waited * 1e9)
-            finally:
-                self._w[dirty_at] = 0
-                lock.release()
 
     def poll(self, deadline: Deadline) -> bool:
         """True when a message (or the end of the stream) is ready."""
