@@ -84,25 +84,11 @@ def _parse(ref: Buffer) -> tuple[int, str]:
 
 def read_block(ref: Buffer) -> bytes:
     """Copy the payload out of the block named by ``ref`` and remove the block."""
-    total, name = _parse(ref)
-    with translate_os_errors(f"reading out-of-band block {name}"):
-        fd = os.open(_path(name), os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            size = os.fstat(fd).st_size
-            if size != total:
-                raise ProtocolError(
-                    f"out-of-band block {name} holds {size} bytes, the reference says {total}"
-                )
-            if not total:
-                return b""
-            with mmap.mmap(fd, total, prot=mmap.PROT_READ) as mem:
-                return mem[:total]
-        finally:
-            os.close(fd)
-            try:
-                os.unlink(_path(name))
-            except FileNotFoundError:
-                pass
+    view, done = map_block(ref)
+    try:
+        return bytes(view)
+    finally:
+        done()
 
 
 def map_block(ref: Buffer) -> tuple[memoryview, Callable[[], None]]:

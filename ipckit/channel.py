@@ -30,6 +30,7 @@ from ipckit.errors import (
     HandleClosed,
     MessageTooLarge,
     SerializationError,
+    Timeout,
 )
 from ipckit.serializers import (
     PICKLE_ID,
@@ -221,15 +222,21 @@ class Channel:
         if frames:
             self._send(frames, timeout)
 
+    def _take(
+        self, lock: threading.Lock, timeout: float | None, error: type[Timeout], doing: str
+    ) -> Deadline:
+        """Take this handle's send or receive lock within ``timeout``; return the deadline."""
+        if timeout is None:
+            lock.acquire()
+            return FOREVER
+        deadline = Deadline(timeout)
+        if not lock.acquire(timeout=deadline.remaining() or 0):
+            raise error(f"another thread is still {doing} on {self.url}; timed out waiting")
+        return deadline
+
     def _send(self, frames: tuple[OutFrame, ...] | list[OutFrame], timeout: float | None) -> None:
         lock = self._send_lock
-        if timeout is None:
-            deadline = FOREVER
-            lock.acquire()
-        else:
-            deadline = Deadline(timeout)
-            if not lock.acquire(timeout=deadline.remaining() or 0):
-                raise Full(f"another thread is still sending on {self.url}; timed out waiting")
+        deadline = self._take(lock, timeout, Full, "sending")
         try:
             if self._closed:
                 raise self._closed_error()
@@ -251,13 +258,7 @@ class Channel:
 
     def _recv_frames(self, max_items: int, timeout: float | None) -> list[Frame]:
         lock = self._recv_lock
-        if timeout is None:
-            deadline = FOREVER
-            lock.acquire()
-        else:
-            deadline = Deadline(timeout)
-            if not lock.acquire(timeout=deadline.remaining() or 0):
-                raise Empty(f"another thread is still receiving on {self.url}; timed out waiting")
+        deadline = self._take(lock, timeout, Empty, "receiving")
         try:
             if self._closed:
                 raise self._closed_error()
@@ -334,10 +335,8 @@ class Channel:
         and on ``shm://`` other receivers wait too, so keep views brief. Raises as
         :meth:`recv_bytes`.
         """
-        deadline = FOREVER if timeout is None else Deadline(timeout)
         lock = self._recv_lock
-        if not lock.acquire(timeout=-1 if timeout is None else deadline.remaining() or 0):
-            raise Empty(f"another thread is still receiving on {self.url}; timed out waiting")
+        deadline = self._take(lock, timeout, Empty, "receiving")
         try:
             if self._closed:
                 raise self._closed_error()
