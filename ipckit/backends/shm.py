@@ -764,26 +764,21 @@ class ShmTransport:
     def stats(self) -> TransportStats:
         """Channel-wide counters from the header."""
         q = self._q
-
-        def get(at: int) -> int:
-            value: int = q[at // 8]
-            return value
-
-        head, tail = get(ring.HEAD), get(ring.TAIL)
-        depth = get(ring.MSGS_IN) - get(ring.MSGS_OUT)
+        head, tail = q[_HEAD], q[_TAIL]
+        messages_in, messages_out = q[_MSGS_IN], q[_MSGS_OUT]
         return TransportStats(
-            depth=max(depth, 0),
+            depth=max(messages_in - messages_out, 0),
             capacity=self._capacity,
-            high_water=get(ring.HIGH_WATER),
+            high_water=q[_HIGH_WATER],
             extra={
-                "messages_in": get(ring.MSGS_IN),
-                "messages_out": get(ring.MSGS_OUT),
-                "bytes_in": get(ring.BYTES_IN),
-                "bytes_out": get(ring.BYTES_OUT),
+                "messages_in": messages_in,
+                "messages_out": messages_out,
+                "bytes_in": q[_BYTES_IN],
+                "bytes_out": q[_BYTES_OUT],
                 "used_bytes": tail - head,
-                "blocked_send_seconds": get(_BLOCKED_SEND) / 1e9,
-                "blocked_recv_seconds": get(_BLOCKED_RECV) / 1e9,
-                "recoveries": get(_RECOVERIES_SEND) + get(_RECOVERIES_RECV),
+                "blocked_send_seconds": q[_BLOCKED_SEND] / 1e9,
+                "blocked_recv_seconds": q[_BLOCKED_RECV] / 1e9,
+                "recoveries": q[_RECOVERIES_SEND] + q[_RECOVERIES_RECV],
                 "max_inline_message": self._inline,
             },
         )
