@@ -18,6 +18,7 @@ __all__ = [
     "ChannelExists",
     "ChannelNotFound",
     "ConfigurationError",
+    "ConnectionRefused",
     "Empty",
     "Full",
     "HandleClosed",
@@ -119,3 +120,7 @@ class ChannelNotFound(IPCError, FileNotFoundError):
 
 class TransportError(IPCError, OSError):
     """An operating-system call failed in a way no more specific error covers."""
+
+
+class ConnectionRefused(TransportError, ConnectionRefusedError):
+    """Nothing listens at the address ``connect()`` was given; start the server first."""

@@ -42,6 +42,7 @@ from ipckit.errors import (
     ChannelExists,
     ChannelNotFound,
     ConfigurationError,
+    ConnectionRefused,
     Timeout,
     TransportError,
 )
@@ -245,7 +246,7 @@ def _connect_socket(family: int, address: Any, url: str, deadline: Deadline) -> 
                     errno.ENOENT, f"connecting to {url}: no such socket; is the server listening?"
                 )
             if err == errno.ECONNREFUSED:
-                raise TransportError(
+                raise ConnectionRefused(
                     errno.ECONNREFUSED,
                     f"connecting to {url}: connection refused; is the server listening?",
                 )
