@@ -26,11 +26,10 @@ _SEGMENT = "ikshm."
 
 
 def _shm_names() -> Iterator[str]:
+    # Segments are "ikshm.NAME"; every other object of a channel has a "~" in its name.
     for entry in sorted(os.listdir(SHM_DIR)):
-        if entry.startswith(_SEGMENT) and ".oob." not in entry and entry.count(".") >= 1:
-            name = entry[len(_SEGMENT) :]
-            if not name.endswith((".srecover", ".rrecover")):
-                yield name
+        if entry.startswith(_SEGMENT) and "~" not in entry:
+            yield entry[len(_SEGMENT) :]
 
 
 def _ls(args: argparse.Namespace) -> int:
@@ -88,7 +87,7 @@ def _gc(args: argparse.Namespace) -> int:
         except IPCError:
             pass
     for entry in sorted(os.listdir(SHM_DIR)):
-        owner, sep, _ = entry.partition(".oob.")
+        owner, sep, _ = entry.partition("~.oob.")
         if sep and owner.startswith(_SEGMENT) and owner[len(_SEGMENT) :] not in names:
             if not args.dry_run:
                 try:

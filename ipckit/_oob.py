@@ -15,6 +15,7 @@ from __future__ import annotations
 import mmap
 import os
 import secrets
+import stat
 import struct
 from collections.abc import Callable, Sequence
 
@@ -94,10 +95,21 @@ def read_block(ref: Buffer) -> bytes:
 def map_block(ref: Buffer) -> tuple[memoryview, Callable[[], None]]:
     """Map the block named by ``ref`` read-only; the second item unmaps and removes it."""
     total, name = _parse(ref)
+    try:
+        # No symlinks and no FIFOs: a reference written by a hostile peer must not make
+        # us read (or block on) anything but a regular block in /dev/shm.
+        fd = os.open(_path(name), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ProtocolError(
+            f"out-of-band block {name} cannot be opened ({exc.strerror}); it was removed "
+            "(the channel was unlinked, or the sender gave up) or never existed"
+        ) from exc
     with translate_os_errors(f"mapping out-of-band block {name}"):
-        fd = os.open(_path(name), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            size = os.fstat(fd).st_size
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ProtocolError(f"out-of-band reference names {name}, not a regular block")
+            size = info.st_size
             if size != total:
                 raise ProtocolError(
                     f"out-of-band block {name} holds {size} bytes, the reference says {total}"
@@ -108,9 +120,12 @@ def map_block(ref: Buffer) -> tuple[memoryview, Callable[[], None]]:
     view = memoryview(mem) if mem is not None else memoryview(b"")
 
     def done() -> None:
-        view.release()
-        if mem is not None:
-            mem.close()
+        try:
+            view.release()
+            if mem is not None:
+                mem.close()
+        except BufferError:
+            pass  # a slice is still in use: the mapping goes when it does; remove the name now
         try:
             os.unlink(_path(name))
         except FileNotFoundError:

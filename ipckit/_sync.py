@@ -191,11 +191,13 @@ class RobustLock:
     serialised by an ``flock`` on a recovery file, used only on that slow path, so
     exactly one survivor inherits the lock. A holder killed in the instant
     between taking the semaphore and writing its pid leaves the owner word at 0;
-    that lock is taken over after ``orphan_after`` seconds without progress.
+    that lock is taken over after ``orphan_after`` seconds (10) without progress;
+    should the holder only have stalled that long, its release notices the new
+    generation and leaves the semaphore alone, so there is never a second token.
     A SIGSTOPped holder is alive, so it is never robbed: waiters time out.
     """
 
-    __slots__ = ("_gen", "_gen_at", "_owner", "_owner_at", "_recovery", "_sem", "name")
+    __slots__ = ("_gen", "_gen_at", "_mine", "_owner", "_owner_at", "_recovery", "_sem", "name")
 
     def __init__(
         self,
@@ -217,11 +219,12 @@ class RobustLock:
         self._owner_at = owner_at
         self._gen = words
         self._gen_at = gen_at
+        self._mine = -1  # the generation this handle holds the lock as
 
     def _took(self) -> None:
         words = self._owner
         words[self._owner_at] = _PID[0]
-        words[self._gen_at] = (words[self._gen_at] + 1) & 0xFFFFFFFF
+        self._mine = words[self._gen_at] = (words[self._gen_at] + 1) & 0xFFFFFFFF
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free, without waiting (the hot path)."""
@@ -231,11 +234,11 @@ class RobustLock:
             return False
         words = self._owner
         words[self._owner_at] = _PID[0]
-        words[self._gen_at] = (words[self._gen_at] + 1) & 0xFFFFFFFF
+        self._mine = words[self._gen_at] = (words[self._gen_at] + 1) & 0xFFFFFFFF
         return True
 
     def acquire(
-        self, deadline: Deadline, interrupted: Callable[[], bool], orphan_after: float = 1.0
+        self, deadline: Deadline, interrupted: Callable[[], bool], orphan_after: float = 10.0
     ) -> bool:
         """Take the lock by ``deadline``; False on timeout or interruption."""
         sem = self._sem
@@ -281,8 +284,14 @@ class RobustLock:
             self._recovery.release()
 
     def release(self) -> None:
-        """Give the lock back."""
-        self._owner[self._owner_at] = 0
+        """Give the lock back (unless a survivor took it over meanwhile)."""
+        words = self._owner
+        if words[self._gen_at] != self._mine:
+            # We stalled so long that the lock was taken over (see orphan_after); the
+            # new holder owns the semaphore's token now, and releasing it again would
+            # let two holders in from then on.
+            return
+        words[self._owner_at] = 0
         self._sem.release()
 
     def close(self) -> None:

@@ -90,6 +90,22 @@ class ChannelStats:
 _out_frame = tuple.__new__
 
 
+def _as_bytes(data: Any) -> tuple[Buffer, int]:
+    """A flat byte view of any buffer (arrays, multi-dimensional views), and its size."""
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise SerializationError(
+            f"send_bytes takes a bytes-like object, not {type(data).__name__}; "
+            "use send() for objects"
+        ) from None
+    if view.c_contiguous:
+        flat = view.cast("B")
+        return flat, flat.nbytes
+    copy = view.tobytes()  # non-contiguous: one copy makes it a byte string
+    return copy, len(copy)
+
+
 def _nbytes(payload: Buffer) -> int:
     if type(payload) is bytes or type(payload) is bytearray:
         return len(payload)
@@ -123,6 +139,7 @@ class Channel:
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
         self._closed = False
+        self._view: MessageView | None = None
         self._messages_sent = 0
         self._messages_received = 0
         self._bytes_sent = 0
@@ -198,13 +215,10 @@ class Channel:
         """Send raw bytes, bypassing the serializer. Raises as :meth:`send`."""
         if self._closed:
             raise self._closed_error()
-        try:
-            n = _nbytes(data)
-        except TypeError:
-            raise SerializationError(
-                f"send_bytes takes a bytes-like object, not {type(data).__name__}; "
-                "use send() for objects"
-            ) from None
+        if type(data) is bytes or type(data) is bytearray:
+            n = len(data)
+        else:
+            data, n = _as_bytes(data)
         if n > self._max:
             raise self._too_large(n)
         self._send((_out_frame(OutFrame, (RAW_ID, 0, data, n)),), timeout)
@@ -354,13 +368,16 @@ class Channel:
         self._bytes_received += size
 
         def release() -> None:
+            self._view = None
             try:
                 if give_back is not None:
                     give_back()
             finally:
                 lock.release()
 
-        return MessageView(memoryview(frame.payload).toreadonly(), frame.serializer_id, release)
+        view = MessageView(memoryview(frame.payload).toreadonly(), frame.serializer_id, release)
+        self._view = view
+        return view
 
     def recv_many(self, max_items: int = 100, timeout: float | None = None) -> list[Any]:
         """Receive between 1 and ``max_items`` objects with one synchronisation.
@@ -410,6 +427,10 @@ class Channel:
         if self._closed:
             return
         self._closed = True
+        view = self._view
+        if view is not None:
+            # The view holds the receive lock: give it back, or close would wait forever.
+            view.release()
         self._transport.interrupt()
         with self._send_lock, self._recv_lock:
             self._transport.close()
@@ -430,6 +451,8 @@ class Channel:
 
     def stats(self) -> ChannelStats:
         """A snapshot of this handle's counters and the channel-wide figures."""
+        if self._closed:
+            raise self._closed_error()
         ts = self._transport.stats()
         return ChannelStats(
             url=self.url,
@@ -495,8 +518,12 @@ class MessageView:
         """Give the payload back; idempotent. ``data`` is unusable afterwards."""
         release, self._release = self._release, None
         if release is not None:
-            self.data.release()
-            release()
+            try:
+                self.data.release()
+            except BufferError:
+                pass  # a slice of it is still in use; the locks must be given back anyway
+            finally:
+                release()
 
     def __len__(self) -> int:
         return self.data.nbytes

@@ -129,14 +129,16 @@ class _Names:
                 f"shm:// name {name!r} must be 1-200 characters of letters, digits, '.', '_' or '-'"
             )
         self.name = name
+        # "~" cannot appear in a name, so no object of one channel can be mistaken for
+        # another channel's ("a~srecover" is never the segment of a channel "a.srecover").
         self.segment = f"ikshm.{name}"
-        self.items = f"/ikshm.{name}.items"
-        self.space = f"/ikshm.{name}.space"
-        self.send_sem = f"/ikshm.{name}.slock"
-        self.recv_sem = f"/ikshm.{name}.rlock"
-        self.send_recovery = f"{_oob.SHM_DIR}/ikshm.{name}.srecover"
-        self.recv_recovery = f"{_oob.SHM_DIR}/ikshm.{name}.rrecover"
-        self.oob_prefix = f"ikshm.{name}"
+        self.items = f"/ikshm.{name}~items"
+        self.space = f"/ikshm.{name}~space"
+        self.send_sem = f"/ikshm.{name}~slock"
+        self.recv_sem = f"/ikshm.{name}~rlock"
+        self.send_recovery = f"{_oob.SHM_DIR}/ikshm.{name}~srecover"
+        self.recv_recovery = f"{_oob.SHM_DIR}/ikshm.{name}~rrecover"
+        self.oob_prefix = f"ikshm.{name}~"
 
 
 _LIVE: weakref.WeakSet[ShmTransport] = weakref.WeakSet()
@@ -226,31 +228,43 @@ class ShmTransport:
 
     def _attach(self) -> None:
         names = self._names
-        with translate_os_errors(f"attaching to {self.url}"), _no_tracking():
-            try:
-                shm = shared_memory.SharedMemory(names.segment, create=False)
-            except FileNotFoundError:
-                raise ChannelNotFound(
-                    f"{self.url} does not exist; create it with "
-                    f"ipckit.open({self.url!r}, create=True)"
-                ) from None
-        self._shm = shm
-        buf = _buffer(shm)
-        if shm.size < ring.DATA_OFFSET:
-            raise ProtocolError(f"{self.url} is too small to be an ipckit channel")
         deadline = time.monotonic() + _ATTACH_WAIT
         while True:
-            ready, capacity, max_message = ring.check_meta(buf, shm.size)
-            if ready:
-                break
+            shm = self._map_existing(names)
+            size = shm.size
+            buf = _buffer(shm)
+            # A creator between shm_open and writing the header shows a short or zeroed
+            # segment for a moment: that is "not ready yet", not "not ours".
+            if size >= ring.DATA_OFFSET and bytes(buf[:8]) != bytes(8):
+                ready, capacity, max_message = ring.check_meta(buf, size)
+                if ready:
+                    break
+            del buf
+            shm.close()
             if time.monotonic() > deadline:
                 raise ProtocolError(
                     f"{self.url} exists but was never finished: its creator died while "
-                    "creating it; remove it with unlink() (or `ipckit rm`) and create it again"
+                    "creating it; remove it with unlink() (or `ipckit rm`/`ipckit gc`) and "
+                    "create it again"
                 )
             time.sleep(0.005)
+        self._shm = shm
         self._setup(buf, capacity, max_message)
         self._open_sync(create=False, words=self._w)
+
+    def _map_existing(self, names: _Names) -> shared_memory.SharedMemory:
+        while True:
+            with translate_os_errors(f"attaching to {self.url}"), _no_tracking():
+                try:
+                    return shared_memory.SharedMemory(names.segment, create=False)
+                except FileNotFoundError:
+                    raise ChannelNotFound(
+                        f"{self.url} does not exist; create it with "
+                        f"ipckit.open({self.url!r}, create=True)"
+                    ) from None
+                except ValueError:
+                    pass  # an empty segment: its creator has not sized it yet
+            time.sleep(0.001)
 
     def _open_sync(self, create: bool, words: memoryview) -> None:
         names = self._names
@@ -328,7 +342,12 @@ class ShmTransport:
     def shutdown(self) -> None:
         """Mark the queue finished for every handle and wake every sleeper."""
         w = self._w
-        w[_FLAGS] = w[_FLAGS] | ring.SHUT_FLAG
+        locked = self._send_lock.acquire(Deadline(1.0), lambda: False)
+        try:
+            w[_FLAGS] = w[_FLAGS] | ring.SHUT_FLAG
+        finally:
+            if locked:
+                self._send_lock.release()
         self._items.ring(w[_RECV_WAITERS] + 1)
         self._space.ring(w[_SEND_WAITERS] + 1)
 
@@ -362,17 +381,19 @@ class ShmTransport:
         if len(frames) == 1 and self._send_one_fast(frames[0]):
             return
         oob: dict[int, bytes] = {}
+        sent = 0
         try:
             for i, f in enumerate(frames):
                 if f.nbytes > self._inline:
                     oob[i] = _oob.put_block(self._names.oob_prefix, [f.payload], self._mode)
-            sent = 0
             total = len(frames)
             while sent < total:
                 sent = self._send_some(frames, sent, oob, deadline)
-        except BaseException:
-            for ref in oob.values():
-                _oob.discard_block(ref)
+        except BaseException as exc:
+            committed = exc.sent if isinstance(exc, Full) else sent
+            for index, ref in oob.items():
+                if index >= committed:  # blocks of committed records belong to receivers now
+                    _oob.discard_block(ref)
             raise
 
     def _send_one_fast(self, f: OutFrame) -> bool:
@@ -395,6 +416,8 @@ class ShmTransport:
             q[_RECOVERIES_SEND] += 1
         w[_DIRTY_SEND] = 1
         try:
+            if w[_FLAGS] & ring.SHUT_FLAG:
+                return False  # shut down while we took the lock: the general path says so
             capacity = self._capacity
             tail = q[_TAIL]
             record = (HEADER_SIZE + length + 15) & ~15
@@ -434,11 +457,15 @@ class ShmTransport:
             while True:
                 if self._interrupted:
                     raise HandleClosed(f"this handle on {self.url} was closed")
-                if self._is_shut():
-                    raise ChannelClosed(f"{self.url} was shut down; no more messages can be sent")
                 if not self._lock(self._send_lock, _DIRTY_SEND, _RECOVERIES_SEND, deadline):
                     raise Full(f"{self.url}: timed out waiting for the send lock", sent=start)
                 try:
+                    # Checked under the lock that shutdown() also takes, so no record can
+                    # be committed after receivers were told the stream has ended.
+                    if self._is_shut():
+                        raise ChannelClosed(
+                            f"{self.url} was shut down; no more messages can be sent"
+                        )
                     if registered:
                         w[_SEND_WAITERS] = max(w[_SEND_WAITERS] - 1, 0)
                         q[_BLOCKED_SEND] += int(slept * 1e9)
@@ -476,8 +503,11 @@ class ShmTransport:
 
     def _unregister(self, lock: RobustLock, waiters_at: int, dirty_at: int, recov_at: int) -> None:
         """Uncount a waiter that leaves without entering the critical section again."""
-        if self._shm is None or not self._lock(lock, dirty_at, recov_at, Deadline(1.0)):
+        if self._shm is None or not lock.acquire(Deadline(1.0), lambda: False):
             return  # a stale count only causes a spare wake-up later
+        if self._w[dirty_at]:
+            self._q[recov_at] += 1
+        self._w[dirty_at] = 1
         try:
             self._w[waiters_at] = max(self._w[waiters_at] - 1, 0)
         finally:
@@ -578,9 +608,12 @@ class ShmTransport:
                         w[_RECV_WAITERS] = max(w[_RECV_WAITERS] - 1, 0)
                         q[_BLOCKED_RECV] += int(slept * 1e9)
                         registered, slept = False, 0.0
+                    # The flag first: if it was set, every commit precedes it and shows
+                    # in the tail read next, so "nothing left" is really nothing left.
+                    shut = self._is_shut()
                     out = self._read_records(buf, max_items)
                     if not out:
-                        if self._is_shut():
+                        if shut:
                             raise ChannelClosed(f"{self.url} was shut down and nothing is left")
                         if deadline.nonblocking or deadline.expired():
                             raise Empty(
@@ -684,6 +717,7 @@ class ShmTransport:
                 raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
             if not self._lock(self._recv_lock, _DIRTY_RECV, _RECOVERIES_RECV, deadline):
                 raise Empty(f"{self.url}: timed out waiting for the receive lock")
+            shut = self._is_shut()  # before looking at the ring: see recv_frames
             try:
                 found = self._borrow()
             except BaseException:
@@ -692,7 +726,7 @@ class ShmTransport:
             if found is not None:
                 return found
             self._unlock_recv()
-            if self._is_shut():
+            if shut:
                 raise ChannelClosed(f"{self.url} was shut down and nothing is left")
 
     def _unlock_recv(self) -> None:
@@ -716,20 +750,28 @@ class ShmTransport:
         else:
             return None
         if flags & FLAG_OOB:
-            view, unmap = _oob.map_block(bytes(buf[start : start + length]))
+            try:
+                view, unmap = _oob.map_block(bytes(buf[start : start + length]))
+            except BaseException:
+                q[_HEAD] = after  # the block is gone: do not offer this record again
+                raise
             flags &= ~FLAG_OOB
         else:
             view, unmap = buf[start : start + length].toreadonly(), None
 
         def give_back() -> None:
-            if unmap is not None:
-                unmap()
-            else:
-                view.release()
-            q[_HEAD] = after
-            q[_MSGS_OUT] += 1
-            q[_BYTES_OUT] += length
-            self._unlock_recv()
+            try:
+                if unmap is not None:
+                    unmap()
+                else:
+                    view.release()
+            except BufferError:
+                pass  # the caller kept a slice; the record is given back all the same
+            finally:
+                q[_HEAD] = after
+                q[_MSGS_OUT] += 1
+                q[_BYTES_OUT] += length
+                self._unlock_recv()
             waiting = self._w[_SEND_WAITERS]
             if waiting:
                 self._space.ring_if_below(waiting)
@@ -750,6 +792,8 @@ class ShmTransport:
 
     def poll(self, deadline: Deadline) -> bool:
         """True when a message (or the end of the stream) is ready."""
+        if self._shm is None:
+            raise HandleClosed(f"this handle on {self.url} is closed")
         while True:
             if self._has_data():
                 return True

@@ -34,7 +34,7 @@ def test_gc_removes_half_made_queue_and_orphan_blocks(capsys: pytest.CaptureFixt
     seg.buf[8:12] = (1).to_bytes(4, "little")
     seg.close()
     orphan_owner = unique_name("gone")
-    with open(f"/dev/shm/ikshm.{orphan_owner}.oob.0123456789abcdef", "wb") as f:
+    with open(f"/dev/shm/ikshm.{orphan_owner}~.oob.0123456789abcdef", "wb") as f:
         f.write(b"left behind")
     assert main(["gc", "--dry-run"]) == 0
     out = capsys.readouterr().out
@@ -42,7 +42,7 @@ def test_gc_removes_half_made_queue_and_orphan_blocks(capsys: pytest.CaptureFixt
     assert main(["gc"]) == 0
     out = capsys.readouterr().out
     assert f"removed shm://{name}" in out
-    assert f"ikshm.{orphan_owner}.oob." in out
+    assert f"ikshm.{orphan_owner}~.oob." in out
     with pytest.raises(FileNotFoundError):
         ipckit.open(f"shm://{name}")
 

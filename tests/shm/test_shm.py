@@ -406,3 +406,98 @@ def test_sigkill_trials_many(url: str, point: str) -> None:
     p50, p99 = times[len(times) // 2], times[int(len(times) * 0.99) - 1]
     print(f"\n{point}: 100 trials, recovery p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms")
     assert p99 < 10, "documented bound is well under 1 s; 10 s means recovery is broken"
+
+
+def test_view_kept_slice_still_gives_the_lock_back(url: str) -> None:
+    with ipckit.open(url, create=True, capacity="64KiB") as a, ipckit.open(url) as b:
+        with ipckit.open(url) as c:
+            a.send_bytes(b"first")
+            a.send_bytes(b"second")
+            view = b.recv_view(timeout=5)
+            kept = view.data[:3]  # a slice outlives the view
+            view.release()
+            assert bytes(kept) == b"fir"
+            kept.release()
+            assert c.recv_bytes(timeout=5) == b"second"
+        a.unlink()
+
+
+def test_close_with_a_view_outstanding_does_not_hang(url: str) -> None:
+    with ipckit.open(url, create=True, capacity="64KiB") as a:
+        b = ipckit.open(url)
+        a.send_bytes(b"x")
+        view = b.recv_view(timeout=5)
+        b.close()  # must give the view's lock back instead of waiting for it
+        view.release()
+        a.send_bytes(b"y")
+        with ipckit.open(url) as c:
+            assert c.recv_bytes(timeout=5) == b"y"
+        a.unlink()
+
+
+def test_partial_batch_keeps_committed_out_of_band_blocks(url: str) -> None:
+    with ipckit.open(url, create=True, capacity="16KiB") as a, ipckit.open(url) as b:
+        big = os.urandom(100_000)
+        with pytest.raises(Full) as info:
+            a.send_many([big] + [b"f" * 1000] * 50, timeout=0)
+        assert info.value.sent >= 1
+        assert b.recv(timeout=5) == big, "a committed message keeps its out-of-band block"
+        a.unlink()
+
+
+def test_names_never_collide_with_another_channels_objects(url: str) -> None:
+    name = url.removeprefix("shm://")
+    neighbours = [f"shm://{name}.srecover", f"shm://{name}.oob.x", f"shm://{name}.items"]
+    try:
+        others = [ipckit.open(n, create=True, capacity="8KiB") for n in neighbours]
+        with ipckit.open(url, create=True, capacity="8KiB") as mine:
+            mine.unlink()
+        for ch in others:
+            ch.send("alive", timeout=5)
+            assert ch.recv(timeout=5) == "alive"
+            ch.close()
+    finally:
+        for n in neighbours:
+            remove(n.removeprefix("shm://"))
+
+
+def test_send_bytes_takes_any_buffer(url: str) -> None:
+    import array
+
+    with ipckit.open(url, create=True, capacity="64KiB") as a, ipckit.open(url) as b:
+        ints = array.array("i", [1, 2, 3])
+        a.send_bytes(ints)
+        a.send_bytes(memoryview(bytes(range(12))).cast("B", (3, 4)))
+        a.send_bytes(memoryview(bytes(range(10)))[::2])
+        assert b.recv_bytes(timeout=5) == ints.tobytes()
+        assert b.recv_bytes(timeout=5) == bytes(range(12))
+        assert b.recv_bytes(timeout=5) == bytes(range(0, 10, 2))
+        a.unlink()
+
+
+def test_closed_handle_poll_and_stats(url: str) -> None:
+    with ipckit.open(url, create=True) as a:
+        a.close()
+        with pytest.raises(ipckit.HandleClosed):
+            a.poll()
+        with pytest.raises(ipckit.HandleClosed):
+            a.stats()
+        a.unlink()
+
+
+def test_stalled_holder_does_not_double_the_lock(url: str) -> None:
+    from ipckit._sync import RobustLock
+
+    with ipckit.open(url, create=True) as a, ipckit.open(url) as b:
+        la = a._transport._send_lock  # type: ignore[attr-defined]
+        lb = b._transport._send_lock  # type: ignore[attr-defined]
+        assert isinstance(la, RobustLock)
+        assert la.try_acquire()
+        # b decides a is dead and takes over (what a 10 s stall would lead to).
+        assert lb._take_over((la._owner[la._owner_at], la._owner[la._gen_at]))
+        la.release()  # the stalled holder comes back: it must not hand out a second token
+        assert not la.try_acquire(), "only the new holder may be inside"
+        lb.release()
+        assert la.try_acquire()
+        la.release()
+        a.unlink()
