@@ -19,7 +19,6 @@ Invariants:
 
 from __future__ import annotations
 
-import os
 import select
 import struct
 from collections import deque
@@ -44,6 +43,7 @@ from ipckit._oob import discard_block, put_block, read_block, sweep_blocks
 from ipckit._transport import Capabilities, OutFrame, TransportStats
 from ipckit.backends._qstate import SHUT_BYTE as _SHUT_BYTE
 from ipckit.backends._qstate import QueueState
+from ipckit.backends._wake import Waker
 from ipckit.errors import (
     ChannelClosed,
     ConfigurationError,
@@ -110,8 +110,7 @@ class QueueTransport:
         self._eos = False
         self._shut = False
         self._interrupted = False
-        self._wake_fd = -1
-        self._wake_pid = -1
+        self._waker = Waker()
         self._rpoll: select.poll | None = None
         self._wpoll: select.poll | None = None
 
@@ -154,19 +153,15 @@ class QueueTransport:
     # -- waiting ----------------------------------------------------------------------
 
     def _ensure_wake(self) -> int:
-        pid = os.getpid()
-        if self._wake_pid != pid:
-            # After fork the inherited eventfd is shared with the parent: replace it.
-            self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-            self._wake_pid = pid
-            self._rpoll = self._wpoll = None
-        return self._wake_fd
+        if self._waker.stale():
+            self._rpoll = self._wpoll = None  # registered with the parent's descriptor
+        return self._waker.fd()
 
     def _wait(self, events: int, deadline: Deadline) -> bool:
         """Sleep until the queue may be ready, a wake-up or one slice; False on timeout."""
         reading = events == _POLLIN
         poller = self._rpoll if reading else self._wpoll
-        if poller is None or self._wake_pid != os.getpid():
+        if poller is None or self._waker.stale():
             wake = self._ensure_wake()
             poller = select.poll()
             poller.register(self._fd, events)
@@ -183,12 +178,6 @@ class QueueTransport:
         if self._interrupted:
             raise HandleClosed(f"this handle on {self.url} was closed")
         return True
-
-    def _signal_wake(self) -> None:
-        try:
-            os.eventfd_write(self._ensure_wake(), 1)
-        except OSError:
-            pass
 
     # -- receiving --------------------------------------------------------------------
 
@@ -388,19 +377,17 @@ class QueueTransport:
             self._write_doorbell()
         except Exception:  # noqa: S110, BLE001 - full or gone: the flag and slices still end it
             pass
-        self._signal_wake()
+        self._waker.signal()
 
     def interrupt(self) -> None:
         """Wake blocked calls on this handle so they raise ``HandleClosed``."""
         self._interrupted = True
-        self._signal_wake()
+        self._waker.signal()
 
     def close(self) -> None:
         """Release this handle's descriptors and mappings."""
         self._rpoll = self._wpoll = None
-        if self._wake_pid == os.getpid() and self._wake_fd >= 0:
-            os.close(self._wake_fd)
-        self._wake_fd = -1
+        self._waker.close()
         self._state.close()
         self._close_kernel_object()
 

@@ -25,6 +25,7 @@ from ipckit._deadline import Deadline
 from ipckit._framing import FLAG_EOS, HEADER_SIZE, Frame, FrameDecoder, encode_header
 from ipckit._oserror import os_error_to_ipc
 from ipckit._transport import Capabilities, OutFrame, TransportStats
+from ipckit.backends._wake import Waker
 from ipckit.errors import ChannelClosed, Empty, Full, HandleClosed, ProtocolError
 
 __all__ = ["StreamTransport"]
@@ -96,21 +97,16 @@ class StreamTransport:
         self._eos_sent = False
         self._interrupted = False
         self._wlock = threading.Lock()
-        self._wake_fd = -1
-        self._wake_pid = -1
+        self._waker = Waker()
         self._rpoll: select.poll | None = None
         self._wpoll: select.poll | None = None
 
     # -- waiting ----------------------------------------------------------------------
 
     def _ensure_wake(self) -> int:
-        pid = os.getpid()
-        if self._wake_pid != pid:
-            # After fork the inherited eventfd is shared with the parent: replace it.
-            self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-            self._wake_pid = pid
-            self._rpoll = self._wpoll = None
-        return self._wake_fd
+        if self._waker.stale():
+            self._rpoll = self._wpoll = None  # registered with the parent's descriptor
+        return self._waker.fd()
 
     def _poller(self, fd: int, events: int, reading: bool) -> select.poll:
         wake = self._ensure_wake()
@@ -374,27 +370,19 @@ class StreamTransport:
                     self._finish_shutdown()
             finally:
                 self._wlock.release()
-        self._signal_wake()
-
-    def _signal_wake(self) -> None:
-        try:
-            os.eventfd_write(self._ensure_wake(), 1)
-        except OSError:
-            pass
+        self._waker.signal()
 
     def interrupt(self) -> None:
         """Wake blocked calls on this handle so they raise ``HandleClosed``."""
         self._interrupted = True
-        self._signal_wake()
+        self._waker.signal()
 
     def close(self) -> None:
         """Close every descriptor this handle owns."""
         rfd, wfd = self._rfd, self._wfd
         self._rfd = self._wfd = None
         self._rpoll = self._wpoll = None
-        if self._wake_pid == os.getpid() and self._wake_fd >= 0:
-            os.close(self._wake_fd)
-        self._wake_fd = -1
+        self._waker.close()
         if self._on_close is not None:
             self._on_close()
             return
