@@ -47,7 +47,7 @@ _flock = fcntl.flock
 
 
 class FileLock:
-    """An exclusive lock that its holder's death releases."""
+    """An exclusive lock that its holder's death releases (taken without waiting)."""
 
     __slots__ = ("_fd", "path")
 
@@ -79,36 +79,6 @@ class FileLock:
         except BlockingIOError:
             return False
         return True
-
-    def acquire(self, deadline: Deadline, interrupted: Callable[[], bool]) -> bool:
-        """Take the lock, waiting until ``deadline``; False on timeout.
-
-        Holders keep the lock for microseconds, so waiting is a short spin, then
-        sleeps that grow to 1 ms; ``interrupted()`` is polled between sleeps.
-        """
-        try:
-            _flock(self._fd, _LOCK_EX_NB)
-            return True
-        except BlockingIOError:
-            pass
-        if deadline.nonblocking:
-            return False
-        pause = 0.00002
-        spins = 0
-        while True:
-            try:
-                _flock(self._fd, _LOCK_EX_NB)
-                return True
-            except BlockingIOError:
-                pass
-            if deadline.expired() or interrupted():
-                return False
-            if spins < 20:
-                spins += 1
-                os.sched_yield()
-            else:
-                time.sleep(pause)
-                pause = min(pause * 2, 0.001)
 
     def release(self) -> None:
         """Let the next holder in."""
