@@ -195,7 +195,7 @@ class Channel:
             "pass a larger max_message_size= to both ends, or split the message"
         )
 
-    def send(self, obj: Any, timeout: float | None = None) -> None:
+    def send(self, obj: Any, *, timeout: float | None = None) -> None:
         """Send one object, encoded by this handle's serializer.
 
         Blocks while the channel is full: ``timeout=None`` waits forever, ``0`` never
@@ -211,7 +211,7 @@ class Channel:
             raise self._closed_error()
         self._send((self._encode(obj),), timeout)
 
-    def send_bytes(self, data: Buffer, timeout: float | None = None) -> None:
+    def send_bytes(self, data: Buffer, *, timeout: float | None = None) -> None:
         """Send raw bytes, bypassing the serializer. Raises as :meth:`send`."""
         if self._closed:
             raise self._closed_error()
@@ -223,7 +223,7 @@ class Channel:
             raise self._too_large(n)
         self._send((_out_frame(OutFrame, (RAW_ID, 0, data, n)),), timeout)
 
-    def send_many(self, objs: Iterable[Any], timeout: float | None = None) -> None:
+    def send_many(self, objs: Iterable[Any], *, timeout: float | None = None) -> None:
         """Send several objects in order with one synchronisation where the backend can.
 
         Every object is encoded before anything is sent, so an encoding error or an
@@ -320,7 +320,7 @@ class Channel:
             serializer_id=ident,
         )
 
-    def recv(self, timeout: float | None = None) -> Any:
+    def recv(self, *, timeout: float | None = None) -> Any:
         """Receive one object, decoded by this handle's serializer.
 
         A message sent with :meth:`send_bytes` comes back as ``bytes``.
@@ -334,12 +334,12 @@ class Channel:
         """
         return self._decode(self._recv_frames(1, timeout)[0])
 
-    def recv_bytes(self, timeout: float | None = None) -> bytes:
+    def recv_bytes(self, *, timeout: float | None = None) -> bytes:
         """Receive one message's raw payload, whatever serializer encoded it."""
         payload = self._recv_frames(1, timeout)[0].payload
         return payload if type(payload) is bytes else bytes(payload)
 
-    def recv_view(self, timeout: float | None = None) -> MessageView:
+    def recv_view(self, *, timeout: float | None = None) -> MessageView:
         """Receive one message's raw payload as a read-only view, copying nothing if possible.
 
         On ``shm://`` the view points into shared memory (or into the out-of-band
@@ -379,7 +379,7 @@ class Channel:
         self._view = view
         return view
 
-    def recv_many(self, max_items: int = 100, timeout: float | None = None) -> list[Any]:
+    def recv_many(self, max_items: int = 100, *, timeout: float | None = None) -> list[Any]:
         """Receive between 1 and ``max_items`` objects with one synchronisation.
 
         Waits (up to ``timeout``) for the first message, then takes whatever else is
@@ -588,7 +588,7 @@ class Listener:
         """The bound address (for ``tcp://host:0``, the port actually chosen)."""
         return self._transport.url
 
-    def accept(self, timeout: float | None = None) -> Channel:
+    def accept(self, *, timeout: float | None = None) -> Channel:
         """Wait for a client, run the handshake, and return a channel to it.
 
         Raises:
