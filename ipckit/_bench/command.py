@@ -128,7 +128,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON (see docs)")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the results (needs matplotlib)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress on stderr (a live bar on a terminal, else a line per finished cell)",
+    )
     p.add_argument("--list", action="store_true", help="list contenders and workloads, then exit")
     p.set_defaults(handler=run, parser=p)
     return p
@@ -196,7 +200,7 @@ def run(args: argparse.Namespace, contenders: Sequence[Any] | None = None) -> in
     from ipckit._bench.plot import PlotUnavailable, plot, require_matplotlib
     from ipckit._bench.progress import Progress
     from ipckit._bench.registry import all_contenders
-    from ipckit._bench.report import format_table
+    from ipckit._bench.report import cell_line, format_table
     from ipckit._bench.results import ERROR, FAIL, TIMEOUT
     from ipckit._bench.session import Settings, run_bench
     from ipckit._bench.workloads import WORKLOADS
@@ -237,7 +241,15 @@ def run(args: argparse.Namespace, contenders: Sequence[Any] | None = None) -> in
     workloads = [w for w in WORKLOADS if w.name in wnames]
     progress = Progress(sys.stderr, enabled=not args.no_progress)
     try:
-        result = run_bench([by_name[n] for n in names], workloads, settings, progress)
+        result = run_bench(
+            [by_name[n] for n in names],
+            workloads,
+            settings,
+            progress,
+            on_cell=lambda cell, w, done, total: progress.cell_done(
+                done, total, cell_line(cell, w)
+            ),
+        )
     finally:
         progress.close()
     sys.stdout.write(format_table(result, workloads) + "\n")

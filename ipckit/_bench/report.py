@@ -11,7 +11,7 @@ from __future__ import annotations
 from ipckit._bench.results import OK, BenchResult, CellResult
 from ipckit._bench.workloads import PINGPONG, Workload
 
-__all__ = ["format_table", "human", "ratio"]
+__all__ = ["cell_line", "format_table", "human", "ratio"]
 
 # (metric, column title, formatter) per column, by the workload's primary metric.
 _COLUMNS = {
@@ -58,6 +58,22 @@ def _status_text(cell: CellResult) -> str:
     if cell.status == "n/a":
         return reason if reason.startswith("n/a") else f"n/a: {reason}"
     return f"{cell.status}: {reason}"
+
+
+def cell_line(cell: CellResult, workload: Workload) -> str:
+    """One cell's result on one line, for progress logs: its figures, or why it has none."""
+    head = f"{cell.contender} {workload.name}:"
+    if cell.status != OK:
+        return f"{head} {_status_text(cell)}"
+    (m1, t1), (m2, t2) = _COLUMNS[workload.primary]
+    one = cell.summary(m1)
+    two = cell.summary(m2)
+    if one is None or two is None:
+        return f"{head} no figures"
+    return (
+        f"{head} {human(one.median, m1)} {t1} ({human(one.min, m1)}-{human(one.max, m1)}), "
+        f"{human(two.median, m2)} {t2}"
+    )
 
 
 def format_table(result: BenchResult, workloads: list[Workload], width: int = 100) -> str:

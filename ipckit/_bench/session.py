@@ -20,10 +20,12 @@ from ipckit._bench.results import ERROR, NA, OK, SKIPPED, BenchResult, CellResul
 from ipckit._bench.runner import START_METHOD, link_spec, run_round
 from ipckit._bench.workloads import Workload
 
-__all__ = ["Settings", "run_bench"]
+__all__ = ["CellFn", "ProgressFn", "Settings", "run_bench"]
 
-#: Called after every round: (rounds done, rounds in total, what just ran).
+#: Called before every round and once at the end: (rounds done, rounds in total, what runs next).
 ProgressFn = Callable[[int, int, str], None]
+#: Called when a cell has its result: (the cell, its workload, cells done, cells to run).
+CellFn = Callable[[CellResult, Workload, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,13 @@ def run_bench(
     workloads: Sequence[Workload],
     settings: Settings,
     progress: ProgressFn | None = None,
+    on_cell: CellFn | None = None,
 ) -> BenchResult:
-    """Measure every contender on every workload and return the results (never raises for them)."""
+    """Measure every contender on every workload and return the results (never raises for them).
+
+    ``progress`` hears about every round, ``on_cell`` about every cell that was run, once,
+    when it has its result (after its last round, or the round that failed it).
+    """
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
     placement = plan(settings.placement)
@@ -83,7 +90,9 @@ def run_bench(
                     cell.status, cell.reason = NA, "n/a: one producer only"
             cells[(c.name, w.name)] = cell
 
-    total = settings.rounds * sum(1 for cell in cells.values() if not cell.finished)
+    cells_total = sum(1 for cell in cells.values() if not cell.finished)
+    cells_done = 0
+    total = settings.rounds * cells_total
     done = 0
     for r in range(settings.rounds):
         shift = r % max(1, len(contenders))
@@ -107,6 +116,10 @@ def run_bench(
                 done += 1
                 if result.status != OK:  # a broken cell gets no more rounds
                     total -= settings.rounds - 1 - r
+                if cell.finished or r == settings.rounds - 1:
+                    cells_done += 1
+                    if on_cell is not None:
+                        on_cell(cell, w, cells_done, cells_total)
     if progress is not None:
         progress(done, total, "done")
 

@@ -1,13 +1,10 @@
-"""The small pure pieces: statistics, number formatting, progress bar, payloads, placement."""
+"""The small pure pieces: statistics, number formatting, payloads, placement."""
 
 from __future__ import annotations
-
-import io
 
 import pytest
 
 from ipckit._bench.placement import plan
-from ipckit._bench.progress import Progress
 from ipckit._bench.report import human
 from ipckit._bench.stats import percentile, summarize
 from ipckit._bench.workloads import END, WORKLOADS, make_variants
@@ -28,27 +25,6 @@ def test_human_numbers():
     assert human(45_600, "msgs_per_s") == "46k"
     assert human(2.345, "gb_per_s") == "2.35"
     assert human(123.4, "p50_us") == "123"
-
-
-class _Tty(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_only_on_a_terminal():
-    plain = io.StringIO()
-    bar = Progress(plain)
-    bar(1, 4, "x")
-    bar.close()
-    assert plain.getvalue() == ""
-    tty = _Tty()
-    bar = Progress(tty)
-    bar(1, 4, "thru-64B raw-pipe")
-    assert "[######" in tty.getvalue() and "1/4" in tty.getvalue()
-    bar.close()
-    off = _Tty()
-    Progress(off, enabled=False)(1, 4, "x")
-    assert off.getvalue() == ""
 
 
 def test_variants_are_distinct_tagged_and_never_the_end_marker():
