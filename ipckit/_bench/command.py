@@ -127,6 +127,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help=("contender the ratio column compares with (default raw-pipe; 'none' for no ratios)"),
     )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON (see docs)")
+    p.add_argument(
+        "--markdown",
+        metavar="FILE.md",
+        help=(
+            "also write the results as Markdown tables: between the generated-block markers "
+            "of an existing FILE.md (docs/benchmarks.md has them), or into a new file"
+        ),
+    )
+    p.add_argument(
+        "--from-json",
+        metavar="FILE",
+        help="measure nothing: render a saved --json FILE with --markdown",
+    )
     p.add_argument("--plot", metavar="FILE.png", help="also draw the results (needs matplotlib)")
     p.add_argument(
         "--no-progress",
@@ -191,12 +204,39 @@ def _list(out: Any) -> int:
     return 0
 
 
+def _render_saved(source: str, markdown: str | None) -> int:
+    """``--from-json``: the Markdown tables of a saved run, without measuring anything."""
+    from ipckit._bench.jsonreport import check
+    from ipckit._bench.markdown import to_markdown, write_markdown
+
+    if not markdown:
+        raise UsageError("--from-json renders a saved run: give --markdown FILE.md too")
+    try:
+        with open(source, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--from-json {source}: cannot read it: {exc}") from None
+    problems = check(doc)
+    if problems:
+        raise UsageError(
+            f"--from-json {source} is not an ipckit bench --json report: {'; '.join(problems[:3])}"
+        )
+    write_markdown(markdown, to_markdown(doc))
+    return 0
+
+
 def run(args: argparse.Namespace, contenders: Sequence[Any] | None = None) -> int:
     """Run the bench as ``args`` say; print the table; write JSON and plot if asked.
 
     ``contenders`` replaces the built-in list (the tests pass a deliberately broken one).
     """
     from ipckit._bench.jsonreport import to_json
+    from ipckit._bench.markdown import (
+        MarkdownTargetError,
+        check_target,
+        to_markdown,
+        write_markdown,
+    )
     from ipckit._bench.plot import PlotUnavailable, plot, require_matplotlib
     from ipckit._bench.progress import Progress
     from ipckit._bench.registry import all_contenders
@@ -207,6 +247,15 @@ def run(args: argparse.Namespace, contenders: Sequence[Any] | None = None) -> in
 
     if args.list:
         return _list(sys.stdout)
+    if args.markdown:
+        if not os.path.isdir(os.path.dirname(os.path.abspath(args.markdown))):
+            raise UsageError(f"--markdown {args.markdown}: the directory does not exist")
+        try:
+            check_target(args.markdown)
+        except MarkdownTargetError as exc:
+            raise UsageError(str(exc)) from None
+    if args.from_json:
+        return _render_saved(args.from_json, args.markdown)
     pool = list(contenders) if contenders is not None else all_contenders()
     by_name = {c.name: c for c in pool}
     names, wnames = select(list(by_name), [w.name for w in WORKLOADS], args.only, args.skip)
@@ -257,6 +306,8 @@ def run(args: argparse.Namespace, contenders: Sequence[Any] | None = None) -> in
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(to_json(result, workloads), f, indent=1)
             f.write("\n")
+    if args.markdown:
+        write_markdown(args.markdown, to_markdown(to_json(result, workloads)))
     if args.plot:
         plot(result, workloads, args.plot)
     bad = [cell for cell in result.cells.values() if cell.status in (FAIL, ERROR, TIMEOUT)]

@@ -32,6 +32,7 @@ __all__ = [
     "LinkSpec",
     "Role",
     "TempDir",
+    "Unit",
 ]
 
 Role = Literal["producer", "consumer"]
@@ -70,8 +71,24 @@ class Endpoint(ABC):
         """Release this process's handles (the parent removes named objects)."""
 
 
+@dataclass(frozen=True)
+class Unit:
+    """The most payload a transport carries in one native unit; a bigger message goes out of band.
+
+    ``inline_max`` is in payload bytes (the unit minus the frame header);
+    ``what`` names the unit for a reader ("one 4096-byte FIFO packet").
+    """
+
+    inline_max: int
+    what: str
+
+
 class Link(ABC):
     """The OS objects of one round, made in the parent before the children fork."""
+
+    def unit(self) -> Unit | None:
+        """The transport's native unit, or ``None`` for a byte stream (no unit to cross)."""
+        return None
 
     @abstractmethod
     def endpoint(self, role: Role, index: int) -> Endpoint:

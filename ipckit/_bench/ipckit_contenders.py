@@ -24,8 +24,10 @@ from ipckit._bench.contender import (
     LinkSpec,
     Role,
     TempDir,
+    Unit,
 )
 from ipckit._bench.peers import BATCH, _batch_supports
+from ipckit._framing import HEADER_SIZE
 from ipckit.backends import get_backend
 from ipckit.errors import ConfigurationError
 from ipckit.testing import unique_name
@@ -126,6 +128,7 @@ class _NamedLink(Link):
         self, spec: LinkSpec, scheme: str, options: Mapping[str, Any], batch: int = 1
     ) -> None:
         self._dir = TempDir() if scheme == "fifo" else None
+        self._scheme = scheme
         self._options = dict(options)
         if batch > 1:
             self._options["serializer"] = "raw"
@@ -150,6 +153,21 @@ class _NamedLink(Link):
             return ChannelEndpoint(fwd, back, self._batch)
         return ChannelEndpoint(back, fwd, self._batch)
 
+    def unit(self) -> Unit | None:
+        """What one native unit of this queue carries, read from the channel the parent made."""
+        ch = self._created[0]
+        extra = ch.stats().extra
+        if self._scheme == "shm":
+            inline = int(extra["max_inline_message"])
+            ring = ch.stats().capacity
+            where = f"the {_size(ring)} ring" if ring else "the ring"
+            return Unit(inline, f"one record of {where} (half of it)")
+        size = extra.get("message_size") or ch.capabilities.native_message_size
+        if size is None:
+            return None
+        what = "FIFO packet (PIPE_BUF)" if self._scheme == "fifo" else "queue message"
+        return Unit(int(size) - HEADER_SIZE, f"one {size}-byte {what}")
+
     def cleanup(self) -> None:
         for ch in self._created:
             for step in (ch.unlink, ch.close):
@@ -160,6 +178,14 @@ class _NamedLink(Link):
         self._created = []
         if self._dir is not None:
             self._dir.remove()
+
+
+def _size(n: int) -> str:
+    """Bytes as the docs write them: 1 MiB, 64 MiB, 4 KiB, 512 B."""
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} B"
 
 
 def spin_value() -> Any:

@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any
 
 from ipckit._bench.report import ratio
-from ipckit._bench.results import OK, BenchResult
+from ipckit._bench.results import OK, BenchResult, out_of_band
 from ipckit._bench.workloads import Workload
 
 __all__ = ["check", "load_schema", "to_json"]
@@ -59,6 +59,13 @@ def to_json(result: BenchResult, workloads: list[Workload]) -> dict[str, Any]:
                 "reason": cell.reason,
                 "ratio": ratio(cell, base, w),
                 "metrics": metrics,
+                "unit": None
+                if cell.unit is None
+                else {
+                    "inline_max": cell.unit.inline_max,
+                    "what": cell.unit.what,
+                    "out_of_band": out_of_band(cell.unit, w.sizes),
+                },
                 "rounds": [
                     {
                         "status": r.status,

@@ -8,13 +8,23 @@ baseline latency / latency for ping-pong. Plain ASCII, so it pastes anywhere.
 
 from __future__ import annotations
 
-from ipckit._bench.results import OK, BenchResult, CellResult
+from ipckit._bench.contender import Unit
+from ipckit._bench.results import OK, BenchResult, CellResult, out_of_band
 from ipckit._bench.workloads import PINGPONG, Workload
 
-__all__ = ["cell_line", "format_table", "human", "ratio"]
+__all__ = [
+    "COLUMNS",
+    "OOB_LEGEND",
+    "cell_line",
+    "describe_unit",
+    "format_table",
+    "human",
+    "ratio",
+    "unit_note",
+]
 
-# (metric, column title, formatter) per column, by the workload's primary metric.
-_COLUMNS = {
+#: (metric, column title) of the two figure columns, by the workload's primary metric.
+COLUMNS = {
     "msgs_per_s": (("msgs_per_s", "msgs/s"), ("mb_per_s", "MB/s")),
     "gb_per_s": (("gb_per_s", "GB/s"), ("msgs_per_s", "msgs/s")),
     "p50_us": (("p50_us", "p50 us"), ("p99_us", "p99 us")),
@@ -51,6 +61,30 @@ def ratio(cell: CellResult, base: CellResult | None, workload: Workload) -> floa
     return theirs.median / mine.median
 
 
+def describe_unit(unit: Unit | None, sizes: tuple[int, ...]) -> str | None:
+    """Say that messages of these sizes are over the transport's native unit, or ``None``."""
+    over = out_of_band(unit, sizes)
+    if unit is None or over in (None, "none"):
+        return None
+    which = "every message is" if over == "all" else "some messages are"
+    return f"{which} out of band (over the {unit.inline_max} payload bytes {unit.what} carries)"
+
+
+def unit_note(cell: CellResult, workload: Workload) -> str | None:
+    """Why a row may fall off a cliff: its messages are over the transport's native unit.
+
+    ``None`` when every message fits in one unit, or the transport has none.
+    """
+    return describe_unit(cell.unit, workload.sizes)
+
+
+#: Printed once under the table when any row has a :func:`unit_note`.
+OOB_LEGEND = (
+    "* out of band: a message over the transport's native unit travels through a one-off "
+    "shared-memory block (docs/backends.md)"
+)
+
+
 def _status_text(cell: CellResult) -> str:
     reason = cell.reason or ""
     if cell.status in ("skipped",):
@@ -65,14 +99,15 @@ def cell_line(cell: CellResult, workload: Workload) -> str:
     head = f"{cell.contender} {workload.name}:"
     if cell.status != OK:
         return f"{head} {_status_text(cell)}"
-    (m1, t1), (m2, t2) = _COLUMNS[workload.primary]
+    (m1, t1), (m2, t2) = COLUMNS[workload.primary]
     one = cell.summary(m1)
     two = cell.summary(m2)
     if one is None or two is None:
         return f"{head} no figures"
+    oob = ", out of band" if unit_note(cell, workload) is not None else ""
     return (
         f"{head} {human(one.median, m1)} {t1} ({human(one.min, m1)}-{human(one.max, m1)}), "
-        f"{human(two.median, m2)} {t2}"
+        f"{human(two.median, m2)} {t2}{oob}"
     )
 
 
@@ -93,7 +128,7 @@ def format_table(result: BenchResult, workloads: list[Workload], width: int = 10
         lines.append(f"producers: {s['producers']} -> 1 consumer")
     name_w = max([len(n) for n in names] + [9])
     for w in workloads:
-        (m1, t1), (m2, t2) = _COLUMNS[w.primary]
+        (m1, t1), (m2, t2) = COLUMNS[w.primary]
         base = result.cells.get((base_name, w.name)) if base_name else None
         lines += ["", w.label]
         header = (
@@ -101,6 +136,7 @@ def format_table(result: BenchResult, workloads: list[Workload], width: int = 10
             f"{'vs ' + (base_name or '-'):>{max(12, len(base_name or '') + 4)}}"
         )
         lines.append(header)
+        notes: list[str] = []
         for name in names:
             cell = result.cells[(name, w.name)]
             if cell.status != OK:
@@ -117,10 +153,17 @@ def format_table(result: BenchResult, workloads: list[Workload], width: int = 10
             spread = f"{human(one.min, m1)}-{human(one.max, m1)}"
             r = ratio(cell, base, w)
             r_text = "-" if r is None else f"{r:.2f}x"
+            note = unit_note(cell, w)
+            if note is not None:
+                notes.append(f"  * {name}: {note}")
             lines.append(
                 f"  {name:<{name_w}}  {human(one.median, m1):>9}  {spread:>17}  "
                 f"{human(two.median, m2):>9}  {r_text:>{max(12, len(base_name or '') + 4)}}"
+                + ("  *" if note is not None else "")
             )
+        lines += notes
+    if any(line.startswith("  * ") for line in lines):
+        lines += ["", OOB_LEGEND]
     if any(w.kind == PINGPONG for w in workloads):
         lines += [
             "",

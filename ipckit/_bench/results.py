@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ipckit._bench.contender import Unit
 from ipckit._bench.stats import Summary, summarize
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "SKIPPED",
     "TIMEOUT",
     "BenchResult",
+    "out_of_band",
     "CellResult",
     "RoundResult",
 ]
@@ -40,6 +42,8 @@ class RoundResult:
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
     seconds: float = 0.0
+    #: The link's native unit, when it has one (named queues).
+    unit: Unit | None = None
 
 
 @dataclass
@@ -51,6 +55,7 @@ class CellResult:
     status: str = OK
     reason: str | None = None
     rounds: list[RoundResult] = field(default_factory=list)
+    unit: Unit | None = None
 
     @property
     def finished(self) -> bool:
@@ -60,6 +65,8 @@ class CellResult:
     def add(self, result: RoundResult) -> None:
         """Record a round; a failed round decides the cell (a broken contender gets no number)."""
         self.rounds.append(result)
+        if result.unit is not None:
+            self.unit = result.unit
         if result.status != OK and self.status == OK:
             self.status = result.status
             self.reason = result.reason
@@ -70,6 +77,17 @@ class CellResult:
             return None
         values = [r.metrics[metric] for r in self.rounds if metric in r.metrics]
         return summarize(values) if values else None
+
+
+def out_of_band(unit: Unit | None, sizes: tuple[int, ...]) -> str | None:
+    """``"all"``, ``"some"`` or ``"none"`` of the messages (of these sizes) over ``unit``.
+
+    ``None`` when there is no unit (byte streams, contenders that do not say).
+    """
+    if unit is None:
+        return None
+    over = sum(1 for size in sizes if size > unit.inline_max)
+    return "none" if over == 0 else "all" if over == len(sizes) else "some"
 
 
 @dataclass

@@ -15,6 +15,7 @@ ERROR or TIMEOUT, the others are killed, and the link is cleaned up in a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import signal
 import threading
@@ -27,7 +28,16 @@ from types import FrameType
 from typing import Any
 
 from ipckit._bench import child
-from ipckit._bench.contender import CONSUMER, PRODUCER, Contender, Endpoint, Link, LinkSpec, Role
+from ipckit._bench.contender import (
+    CONSUMER,
+    PRODUCER,
+    Contender,
+    Endpoint,
+    Link,
+    LinkSpec,
+    Role,
+    Unit,
+)
 from ipckit._bench.placement import Placement, pin
 from ipckit._bench.results import ERROR, FAIL, OK, TIMEOUT, RoundResult
 from ipckit._bench.workloads import PINGPONG, Workload, make_variants
@@ -213,7 +223,7 @@ def run_round(
     """Run one timed round and check it; never raises for a contender's fault."""
     start = time.monotonic()
     result = _run_round(contender, workload, placement, duration, timeout, producers)
-    return RoundResult(result.status, result.metrics, result.reason, time.monotonic() - start)
+    return dataclasses.replace(result, seconds=time.monotonic() - start)
 
 
 def _run_round(  # noqa: PLR0917 - private, called once
@@ -231,6 +241,29 @@ def _run_round(  # noqa: PLR0917 - private, called once
             link = contender.make_link(link_spec(workload, producers))
     except Exception as exc:  # noqa: BLE001 - any setup failure is the contender's
         return RoundResult(ERROR, reason=f"setup: {type(exc).__name__}: {exc}")
+    unit = _unit_of(link)
+    result = _drive(link, contender, workload, placement, duration, timeout, producers)
+    return dataclasses.replace(result, unit=unit)
+
+
+def _unit_of(link: Link) -> Unit | None:
+    """The link's native unit; a contender that fails to say has none (it is only a note)."""
+    try:
+        return link.unit()
+    except Exception:  # noqa: BLE001 - a note must not fail the round
+        return None
+
+
+def _drive(  # noqa: PLR0917 - private, called once
+    link: Link,
+    contender: Contender,
+    workload: Workload,
+    placement: Placement,
+    duration: float,
+    timeout: float,
+    producers: int,
+) -> RoundResult:
+    """Fork the children on ``link``, run the round, check it, and clean the link up."""
     roles: list[tuple[Role, int, str]] = [(CONSUMER, 0, CONSUMER)]
     roles += [
         (PRODUCER, i, PRODUCER if producers == 1 else f"producer-{i}") for i in range(producers)
