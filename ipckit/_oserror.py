@@ -1,14 +1,27 @@
-"""Translation of ``OSError`` and ``posix_ipc`` errors into ipckit's own.
+"""Translation of ``OSError`` and ``posix_ipc`` errors into ipckit's own, in one place.
 
-Backends wrap their system calls in :func:`translate_os_errors` so that users only
-ever see ipckit exceptions, each chained (``raise ... from``) to the original.
+Backends wrap their system calls in :func:`translate_os_errors` (or call
+:func:`os_error_to_ipc` in an ``except``) so that users only ever see ipckit
+exceptions, each chained (``raise ... from``) to the original. The class is
+chosen by type and ``errno``, never by the text of a message.
+
+``posix_ipc`` has no ``errno`` on its own exceptions: ``ExistentialError`` stands
+for ``EEXIST`` when creating and for ``ENOENT``/``EBADF`` otherwise (see
+``posix_ipc_module.c``), so the caller says which operation it was doing with
+``op``: ``"create"``, ``"attach"``, ``"remove"`` or ``"use"`` (a call on an open
+handle). Its ``PermissionsError`` is ``EACCES``, ``BusyError`` is ``EAGAIN`` or
+``ETIMEDOUT`` and ``SignalError`` is ``EINTR``; every other errno comes as a plain
+``OSError`` with ``errno`` set, or as ``ValueError`` for ``EINVAL``.
 """
 
 from __future__ import annotations
 
 import errno
+import os
+import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import posix_ipc
 
@@ -16,59 +29,137 @@ from ipckit.errors import (
     ChannelClosed,
     ChannelExists,
     ChannelNotFound,
+    ConfigurationError,
+    HandleClosed,
     IPCError,
+    PermissionDenied,
+    Timeout,
     TransportError,
 )
 
-__all__ = ["PermissionDenied", "os_error_to_ipc", "translate_os_errors"]
+__all__ = [
+    "Op",
+    "PermissionDenied",
+    "no_space_error",
+    "os_error_to_ipc",
+    "translate_os_errors",
+]
 
-
-class PermissionDenied(IPCError, PermissionError):
-    """The operating system refused access to a named object."""
-
+#: What the failing call was doing; decides what ``posix_ipc.ExistentialError`` means.
+Op = Literal["create", "attach", "remove", "use"]
 
 _CLOSED_ERRNOS = frozenset(
     {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ESHUTDOWN}
 )
+_DENIED_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
 
 
-def os_error_to_ipc(exc: BaseException, what: str) -> IPCError:
+def _mount_point(path: str) -> str:
+    """The mount point of the filesystem holding ``path`` (or its nearest existing parent)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return path
+        path = parent
+    try:
+        dev = os.stat(path).st_dev
+        while path != "/":
+            parent = os.path.dirname(path)
+            if os.stat(parent).st_dev != dev:
+                return path
+            path = parent
+    except OSError:
+        pass
+    return path
+
+
+def no_space_error(what: str, path: str, needed: int) -> TransportError:
+    """The error for a full filesystem: which one, how much was needed, what to do."""
+    mount = _mount_point(path)
+    try:
+        st = os.statvfs(mount)
+        free = f"{st.f_bavail * st.f_frsize} of {st.f_blocks * st.f_frsize} bytes free"
+    except OSError:
+        free = "free space unknown"
+    hint = (
+        "remove unused channels (ipckit ls, ipckit gc, ipckit rm) or make it bigger, e.g. "
+        f"mount -o remount,size=2G {mount}"
+        if mount.startswith("/dev/shm")
+        else "free some space there or choose a path on another filesystem"
+    )
+    return TransportError(
+        errno.ENOSPC,
+        f"{what}: the filesystem at {mount} is full ({free}; {needed} bytes were needed "
+        f"for {path}); {hint}",
+    )
+
+
+def os_error_to_ipc(exc: BaseException, what: str, op: Op = "use") -> IPCError:
     """Return the ipckit exception that stands for ``exc`` raised while doing ``what``."""
     if isinstance(exc, IPCError):
         return exc
     if isinstance(exc, posix_ipc.ExistentialError):
-        text = str(exc).lower()
-        if "already exists" in text:
-            return ChannelExists(f"{what}: already exists; attach without create=True or unlink it")
-        return ChannelNotFound(f"{what}: does not exist; create it with create=True first")
+        if op == "create":
+            return ChannelExists(
+                f"{what}: it already exists; attach without create=True or unlink it"
+            )
+        if op == "use":
+            return HandleClosed(f"{what}: the descriptor is closed (this handle was closed)")
+        return ChannelNotFound(f"{what}: nothing of that name exists")
     if isinstance(exc, posix_ipc.PermissionsError):
-        return PermissionDenied(
-            f"{what}: permission denied ({exc}); check the object's owner and mode"
-        )
-    if isinstance(exc, FileExistsError):
-        return ChannelExists(f"{what}: already exists; attach without create=True or unlink it")
-    if isinstance(exc, FileNotFoundError):
-        return ChannelNotFound(f"{what}: does not exist; create it with create=True first")
-    if isinstance(exc, PermissionError):
-        return PermissionDenied(f"{what}: permission denied ({exc.strerror}); check owner and mode")
-    if isinstance(exc, (BrokenPipeError, ConnectionError)) or (
-        isinstance(exc, OSError) and exc.errno in _CLOSED_ERRNOS
-    ):
-        return ChannelClosed(f"{what}: the peer closed the channel")
+        return PermissionDenied(f"{what}: permission denied; check the object's owner and mode")
+    if isinstance(exc, posix_ipc.BusyError):
+        return Timeout(f"{what}: timed out")
+    if isinstance(exc, posix_ipc.SignalError):
+        return TransportError(errno.EINTR, f"{what}: interrupted by a signal")
     if isinstance(exc, OSError):
-        err = TransportError(exc.errno or 0, f"{what}: {exc.strerror or exc}")
-        return err
-    if isinstance(exc, posix_ipc.Error):
-        return TransportError(0, f"{what}: {exc}")
+        return _from_errno(exc, what, op)
     return TransportError(0, f"{what}: {exc}")
 
 
+def _from_errno(exc: OSError, what: str, op: Op) -> IPCError:
+    code = exc.errno
+    where = f" ({exc.filename})" if exc.filename else ""
+    if code == errno.EEXIST:
+        return ChannelExists(
+            f"{what}: {exc.filename or 'it'} already exists; attach without create=True "
+            "or remove it"
+        )
+    if code == errno.ENOENT:
+        if op == "create":
+            return ChannelNotFound(f"{what}: a directory in the path{where} does not exist")
+        return ChannelNotFound(f"{what}: nothing of that name exists{where}")
+    if code in _DENIED_ERRNOS:
+        return PermissionDenied(
+            f"{what}: permission denied{where}; check the owner and mode of the object "
+            "and of its directory"
+        )
+    if code in _CLOSED_ERRNOS:
+        return ChannelClosed(f"{what}: the peer closed the channel")
+    if code == errno.EBADF:
+        return HandleClosed(f"{what}: the descriptor is closed (this handle was closed)")
+    if code == errno.ENAMETOOLONG:
+        return ConfigurationError(f"{what}: a name or path is too long{where}; use a shorter one")
+    if code == errno.ENOSPC and exc.filename:
+        return no_space_error(what, str(exc.filename), 0)
+    if code in (errno.EMFILE, errno.ENFILE):
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        scope = "this process" if code == errno.EMFILE else "the system"
+        return TransportError(
+            code,
+            f"{what}: {scope} has too many open files (RLIMIT_NOFILE={soft}); close "
+            "unused channels or raise the limit (ulimit -n)",
+        )
+    return TransportError(code or 0, f"{what}: {exc.strerror or exc}{where}")
+
+
 @contextmanager
-def translate_os_errors(what: str) -> Iterator[None]:
+def translate_os_errors(what: str, op: Op = "use") -> Iterator[None]:
     """Re-raise OS and ``posix_ipc`` errors inside the block as ipckit errors."""
     try:
         yield
     except IPCError:
         raise
     except (OSError, posix_ipc.Error) as exc:
-        raise os_error_to_ipc(exc, what) from exc
+        raise os_error_to_ipc(exc, what, op) from exc

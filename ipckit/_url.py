@@ -8,7 +8,7 @@ converted by the option's declared kind, so ``capacity=8MiB`` and
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -19,6 +19,7 @@ __all__ = [
     "SCHEMES",
     "Endpoint",
     "OptionSpec",
+    "check_attach_options",
     "parse_bool",
     "parse_size",
     "parse_url",
@@ -147,12 +148,18 @@ _CONVERTERS: Mapping[str, Callable[[Any, str], Any]] = {
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """One option a backend accepts: its kind, default and a line of help."""
+    """One option a backend accepts: its kind, default and a line of help.
+
+    ``creator_only`` marks an option that shapes the channel when it is created
+    (its size, depth, mode): an attacher cannot change it, so passing it when
+    attaching is an error (:func:`check_attach_options`).
+    """
 
     kind: str
     default: Any
     help: str = ""
     url_ok: bool = True
+    creator_only: bool = False
 
     def convert(self, name: str, value: Any) -> Any:
         """Convert ``value`` (maybe a URL string) to this option's type."""
@@ -229,3 +236,24 @@ def resolve_options(
         value = from_kw if from_kw is not None else from_url
         out[name] = spec.default if value is None else value
     return out
+
+
+def check_attach_options(
+    specs: Mapping[str, OptionSpec], given_keys: Iterable[str], create: bool, what: str
+) -> None:
+    """Refuse creator-only options given when attaching (``create=False``).
+
+    ``given_keys`` are the option names the caller actually passed (URL query and
+    keywords), not the defaults. Raises :class:`ConfigurationError` naming the
+    first such option (in sorted order) and saying it applies only with
+    ``create=True``; does nothing when creating.
+    """
+    if create:
+        return
+    bad = sorted(k for k in set(given_keys) if k in specs and specs[k].creator_only)
+    if bad:
+        names = ", ".join(repr(k) for k in bad)
+        raise ConfigurationError(
+            f"option {names} of {what} applies only when creating the channel "
+            "(create=True); an attacher gets the creator's value, so leave it out"
+        )

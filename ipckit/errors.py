@@ -24,7 +24,9 @@ __all__ = [
     "HandleClosed",
     "IPCError",
     "MessageTooLarge",
+    "PermissionDenied",
     "ProtocolError",
+    "QueueLimitError",
     "SerializationError",
     "Timeout",
     "TransportError",
@@ -124,3 +126,11 @@ class TransportError(IPCError, OSError):
 
 class ConnectionRefused(TransportError, ConnectionRefusedError):
     """Nothing listens at the address ``connect()`` was given; start the server first."""
+
+
+class PermissionDenied(IPCError, PermissionError):
+    """The operating system refused access to a named object (its owner or mode)."""
+
+
+class QueueLimitError(ConfigurationError):
+    """Creating an ``mq://`` queue broke a kernel limit; the message names it and how to fix it."""

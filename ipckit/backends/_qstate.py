@@ -1,24 +1,47 @@
-"""A tiny shared state file for named queues (``fifo://``, ``mq://``): the shutdown flag.
+"""A tiny shared state file for named queues (``fifo://``, ``mq://``): flag, identity, holders.
 
-The kernel objects behind those queues have no room for "this queue has ended", so
-each queue keeps a 64-byte file beside it, mapped shared by every handle:
+The kernel objects behind those queues have no room for "this queue has ended" or
+"which channel is this", so each queue keeps a 64-byte file beside it, mapped
+shared by every handle:
 
     offset  size  field
-    0       4     magic b"IKQS"
+    0       4     magic b"IKQS" (written last by the creator: a file without it is half-made)
     4       1     shut down (0 or 1)
+    8       8     creation id (random; names the channel's out-of-band blocks)
+    16      8     st_dev of the kernel object (the queue or the FIFO) it belongs to
+    24      8     st_ino of that object
 
 Reading the flag is a memory load, so senders check it on every send for free.
 The flag is the truth; an end-of-stream frame written into the queue is only the
 doorbell that wakes receivers blocked in ``poll`` (they also wake in bounded
 slices, so a lost doorbell costs latency, never a hang).
+
+Identity: an attacher accepts the file only if it names the kernel object it
+opened, so a state file left by an older channel of the same name is never used,
+and :meth:`QueueState.unlink` removes the file only if it is still this handle's.
+
+Holders: every handle keeps its own open file description of the state file with
+a shared ``flock``; the kernel drops it when the handle closes or its process
+dies. :meth:`QueueState.last_holder` (an exclusive ``flock`` that does not wait)
+tells the closing handle that no other handle is left, so nobody can still read
+the out-of-band blocks its queue referenced. A forked child gets a description of
+its own (made before the fork), so a parent and child are two holders.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import mmap
 import os
+import secrets
+import struct
+import time
+import weakref
+from collections.abc import Callable
 
-from ipckit._oserror import translate_os_errors
+from ipckit._oserror import no_space_error, os_error_to_ipc
+from ipckit.errors import ChannelNotFound, IPCError
 
 __all__ = ["SHUT_BYTE", "QueueState"]
 
@@ -27,27 +50,114 @@ _MAGIC = b"IKQS"
 #: Offset of the shut-down byte, for callers that read :attr:`QueueState.mapping` directly.
 SHUT_BYTE = 4
 _SHUT = SHUT_BYTE
+_IDENTITY = struct.Struct("<8sQQ")  # creation id, st_dev, st_ino of the kernel object
+_IDENTITY_AT = 8
+#: How long an attacher waits for a creator that is still writing the state file.
+_ATTACH_WAIT = 2.0
+
+_live: weakref.WeakSet[QueueState] = weakref.WeakSet()
 
 
 class QueueState:
     """The mapped state file of one queue handle."""
 
-    __slots__ = ("_map", "path")
+    __slots__ = ("__weakref__", "_child_fd", "_fd", "_file", "_map", "creation_id", "path")
 
-    def __init__(self, path: str, *, mode: int, reset: bool) -> None:
+    def __init__(self, path: str, fd: int, creation_id: bytes) -> None:
         self.path = path
-        with translate_os_errors(f"opening the queue state file {path}"):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+        self._fd = fd
+        self._child_fd = -1
+        st = os.fstat(fd)
+        self._file = (st.st_dev, st.st_ino)
+        self.creation_id = creation_id
+        self._map = mmap.mmap(fd, _SIZE)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        _live.add(self)
+
+    @classmethod
+    def create(cls, path: str, *, mode: int, kernel_id: tuple[int, int], what: str) -> QueueState:
+        """Write a new state file for the kernel object ``kernel_id`` (``(st_dev, st_ino)``).
+
+        The caller has just created that object, so a file already at ``path`` is a
+        stale one from an older channel and is replaced. Space is reserved first
+        (``posix_fallocate``): a full filesystem is a clear error, never a SIGBUS.
+        Nothing is left behind on failure.
+        """
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise os_error_to_ipc(exc, f"{what}: removing a stale state file", "remove") from exc
+        made = False
+        fd = -1
+        try:
+            fd = os.open(
+                path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode
+            )
+            made = True
+            os.fchmod(fd, mode)  # open() honours the umask; the caller asked for mode
             try:
-                if os.fstat(fd).st_size < _SIZE:
-                    os.ftruncate(fd, _SIZE)
-                self._map = mmap.mmap(fd, _SIZE)
-            finally:
+                os.posix_fallocate(fd, 0, _SIZE)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise no_space_error(what, path, _SIZE) from exc
+                raise
+            creation_id = secrets.token_bytes(8)
+            os.pwrite(fd, _IDENTITY.pack(creation_id, *kernel_id), _IDENTITY_AT)
+            os.pwrite(fd, _MAGIC, 0)  # last: from now on attachers accept the file
+            return cls(path, fd, creation_id)
+        except BaseException as exc:
+            if fd >= 0:
                 os.close(fd)
-        if reset or self._map[:4] != _MAGIC:
-            # A creator starts from a clean state even if a stale file was left behind.
-            self._map[_SHUT] = 0
-            self._map[:4] = _MAGIC
+            if made:
+                os.unlink(path)
+            if isinstance(exc, OSError) and not isinstance(exc, IPCError):
+                raise os_error_to_ipc(
+                    exc, f"{what}: writing the state file {path}", "create"
+                ) from exc
+            raise
+
+    @classmethod
+    def attach(
+        cls, path: str, *, kernel_id: Callable[[], tuple[int, int]], what: str
+    ) -> QueueState:
+        """Map the state file of the kernel object whose ``(st_dev, st_ino)`` ``kernel_id()`` gives.
+
+        The hold is taken before ``kernel_id()`` runs (it may open the object), so a
+        last handle sweeping the channel's blocks finishes first. Waits up to two
+        seconds for a creator that is still writing the file, then raises
+        :class:`ChannelNotFound` (the channel is half-made).
+        """
+        give_up = time.monotonic() + _ATTACH_WAIT
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                fd = -1
+            except OSError as exc:
+                raise os_error_to_ipc(
+                    exc, f"{what}: opening the state file {path}", "attach"
+                ) from exc
+            if fd >= 0:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH)
+                    head = os.pread(fd, _IDENTITY_AT + _IDENTITY.size, 0)
+                    if len(head) == _IDENTITY_AT + _IDENTITY.size and head[:4] == _MAGIC:
+                        creation_id, dev, ino = _IDENTITY.unpack_from(head, _IDENTITY_AT)
+                        if (dev, ino) == kernel_id() and os.fstat(fd).st_size >= _SIZE:
+                            return cls(path, fd, creation_id)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                os.close(fd)
+            if time.monotonic() >= give_up:
+                raise ChannelNotFound(
+                    f"{what}: the channel is half-made: its state file {path} is missing or "
+                    "belongs to an older channel of the same name; if no program is creating "
+                    "it right now, remove it with `ipckit rm` and create it again"
+                )
+            time.sleep(0.005)
 
     @property
     def mapping(self) -> mmap.mmap:
@@ -63,13 +173,83 @@ class QueueState:
         """Mark the queue ended for every handle."""
         self._map[_SHUT] = 1
 
+    def last_holder(self) -> bool:
+        """True if no other handle (in any process) has this state file open.
+
+        Call only while closing: a failed attempt may drop this handle's own hold.
+        """
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
     def close(self) -> None:
-        """Unmap the state (the file stays for other handles)."""
+        """Unmap the state and drop this handle's hold (the file stays for other handles)."""
+        _live.discard(self)
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
         self._map.close()
 
-    def unlink(self) -> None:
-        """Remove the state file; idempotent."""
+    def is_current(self) -> bool:
+        """True while ``path`` still names this handle's state file."""
         try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._file
+
+    def unlink(self) -> None:
+        """Remove the state file if ``path`` still names this handle's; idempotent."""
+        if self.is_current():
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    # -- fork ---------------------------------------------------------------------------
+
+    def _before_fork(self) -> None:
+        if self._fd >= 0 and self._child_fd < 0:
+            try:
+                fd = os.open(f"/proc/self/fd/{self._fd}", os.O_RDWR | os.O_CLOEXEC)
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            except OSError:
+                return
+            self._child_fd = fd
+
+    def _after_fork_in_parent(self) -> None:
+        fd, self._child_fd = self._child_fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def _after_fork_in_child(self) -> None:
+        fd, self._child_fd = self._child_fd, -1
+        if fd >= 0 and self._fd >= 0:
+            # The inherited descriptor shares the parent's description (and its lock):
+            # the child holds the channel through a description of its own.
+            os.close(self._fd)
+            self._fd = fd
+
+
+def _before_fork() -> None:
+    for state in list(_live):
+        state._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for state in list(_live):
+        state._after_fork_in_parent()
+
+
+def _after_fork_in_child() -> None:
+    for state in list(_live):
+        state._after_fork_in_child()
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)

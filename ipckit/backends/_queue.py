@@ -15,12 +15,25 @@ Invariants:
   doorbell puts it back for the next one (so one stays queued for good) and ends;
   a receiver that finds the queue empty ends if the flag is set. Waits are
   bounded slices, so a doorbell lost to a full queue costs latency, never a hang.
+- Frames a handle took from the kernel but has not handed out (the rest of a
+  batched unit) belong to that handle in the process that read them (a forked
+  child's copy is emptied): ``close()`` puts them back into the queue, and says so
+  (raises ``Full``) if the queue stayed full and some could not be.
+- ``poll()`` never takes a unit out of the kernel: it asks (``poll(2)``).
+- An out-of-band block lives while a handle may still read its reference: a sender
+  removes it only if the unit holding the reference was surely not written (the
+  write records its success inside the same C call, see :meth:`_write_unit`), and
+  ``unlink()`` leaves blocks alone; the last handle to close sweeps them once the
+  queue that referenced them is gone (``QueueState.last_holder``).
 """
 
 from __future__ import annotations
 
+import os
 import select
 import struct
+import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -43,6 +56,7 @@ from ipckit._oob import discard_block, put_block, read_block, sweep_blocks
 from ipckit._transport import Capabilities, OutFrame, TransportStats
 from ipckit.backends._qstate import SHUT_BYTE as _SHUT_BYTE
 from ipckit.backends._qstate import QueueState
+from ipckit.backends._readiness import Readiness
 from ipckit.backends._wake import Waker
 from ipckit.errors import (
     ChannelClosed,
@@ -66,6 +80,10 @@ _pack_header = HEADER.pack
 _fast_header = struct.Struct("<3sB4sQ").unpack_from
 _PREFIX = MAGIC + bytes((VERSION,))
 _ZEROS = bytes(4)
+#: How long close() waits for room to put buffered frames back into a full queue.
+PUT_BACK_WAIT = 1.0
+
+_live: weakref.WeakSet[QueueTransport] = weakref.WeakSet()
 
 
 class QueueTransport:
@@ -111,8 +129,12 @@ class QueueTransport:
         self._shut = False
         self._interrupted = False
         self._waker = Waker()
+        self._readiness = Readiness()
         self._rpoll: select.poll | None = None
         self._wpoll: select.poll | None = None
+        self._probe = select.poll()
+        self._probe.register(fd, _POLLIN)
+        _live.add(self)
 
     # -- subclass hooks ----------------------------------------------------------------
 
@@ -120,9 +142,18 @@ class QueueTransport:
         """One unit, or None when the queue is empty (never blocks)."""
         raise NotImplementedError
 
-    def _try_write(self, data: Buffer) -> bool:
-        """Write one unit; False when the queue is full (never blocks)."""
+    def _try_write(self, data: Buffer, log: list[Any] | None = None) -> bool:
+        """Write one unit; False when the queue is full (never blocks).
+
+        With ``log``, the write appends to it inside the same C call that writes
+        (``log.extend(map(write, ...))``), so once the unit is in the kernel the log
+        says so even if a signal handler raises right after the call returns.
+        """
         raise NotImplementedError
+
+    def _put_back_unit(self, data: Buffer) -> bool:
+        """Write a unit taken earlier back into the queue (never blocks)."""
+        return self._try_write(data)
 
     def _read_wait(self, deadline: Deadline) -> bytes | None:
         """Wait up to one slice for a unit and take it; None if none came (yet)."""
@@ -130,11 +161,15 @@ class QueueTransport:
             return None
         return self._try_read()
 
-    def _write_wait(self, data: Buffer, deadline: Deadline) -> bool:
+    def _write_wait(self, data: Buffer, deadline: Deadline, log: list[Any] | None = None) -> bool:
         """Wait up to one slice for room and write the unit; False if it did not fit (yet)."""
         if not self._wait(_POLLOUT, deadline):
             return False
-        return self._try_write(data)
+        return self._try_write(data, log)
+
+    def _blocks_orphaned_at_last_close(self) -> bool:
+        """True if, with no handle left, nothing can read this queue's blocks any more."""
+        raise NotImplementedError
 
     def _write_doorbell(self) -> None:
         """Queue an end-of-stream frame if there is room (never blocks)."""
@@ -186,6 +221,7 @@ class QueueTransport:
         size = len(unit)
         off = 0
         ready = self._ready
+        was_empty = not ready
         while off < size:
             ser, flags, length = decode_header(unit, off, self._header_limit)
             body = off + HEADER_SIZE
@@ -204,10 +240,15 @@ class QueueTransport:
                         f"max_message_size={self._max}; raise max_message_size on this end"
                     )
                 ready.append(Frame(ser, flags, unit[body:end]))
+                if was_empty and self._readiness.armed:
+                    self._readiness.mark()
+                    was_empty = False
             off = end
 
     def _on_eos(self) -> None:
         self._eos = True
+        if self._readiness.armed:
+            self._readiness.mark()
         # Put the doorbell back so the next receiver (maybe asleep in poll) ends too.
         try:
             self._write_doorbell()
@@ -271,27 +312,36 @@ class QueueTransport:
             elif deadline.expired():
                 raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
         if max_items == 1:
-            return [self._resolve(ready.popleft())]
+            frame = ready.popleft()
+            if not ready and self._readiness.marked and not self._eos:
+                self._readiness.clear()
+            return [self._resolve(frame)]
         # Take what else is already queued, without waiting, up to max_items.
         while len(ready) < max_items and not self._eos:
             unit = try_read()
             if unit is None:
                 break
             self._take(unit)
-        out: list[Frame] = []
-        while ready and len(out) < max_items:
-            out.append(self._resolve(ready.popleft()))
-        return out
+        taken: list[Frame] = []
+        while ready and len(taken) < max_items:
+            taken.append(ready.popleft())
+        if not ready and self._readiness.marked and not self._eos:
+            self._readiness.clear()
+        return [self._resolve(f) for f in taken]
 
     def poll(self, deadline: Deadline) -> bool:
-        """True when a frame or the end of the stream is ready."""
+        """True when a frame or the end of the stream is ready.
+
+        Asks the kernel (``poll(2)`` on the queue's descriptor) and never takes a
+        unit out of it, so polling takes no message away from other handles.
+        """
         while True:
             if self._ready or self._eos:
                 return True
-            unit = self._try_read()
-            if unit is not None:
-                self._take(unit)
-                continue
+            if self._interrupted:
+                raise HandleClosed(f"this handle on {self.url} was closed")
+            if self._probe.poll(0):
+                return True
             if self._state.shut:
                 return True
             if deadline.nonblocking or not self._wait(_POLLIN, deadline):
@@ -302,17 +352,22 @@ class QueueTransport:
     def _closed_for_send(self) -> ChannelClosed:
         return ChannelClosed(f"{self.url} was shut down; no more messages can be sent")
 
-    def _write_unit(self, data: Buffer, deadline: Deadline, sent: int) -> None:
-        """Write one unit, waiting as the deadline allows; raise Full(sent=...)."""
+    def _write_unit(
+        self, data: Buffer, deadline: Deadline, sent: int, log: list[Any] | None = None
+    ) -> None:
+        """Write one unit, waiting as the deadline allows; raise Full(sent=...).
+
+        ``log`` (see :meth:`_try_write`) is non-empty once the unit is written.
+        """
         state = self._state
-        if self._try_write(data):
+        if self._try_write(data, log):
             return
         while True:
             if self._shut or state.shut:
                 raise self._closed_for_send()
             if deadline.nonblocking:
                 raise Full(f"{self.url} stayed full for timeout={deadline.timeout}", sent=sent)
-            if self._write_wait(data, deadline):
+            if self._write_wait(data, deadline, log):
                 return
             if deadline.expired():
                 raise Full(f"{self.url} stayed full for timeout={deadline.timeout}", sent=sent)
@@ -346,6 +401,7 @@ class QueueTransport:
         while index < total:
             parts: list[bytes] = []
             refs: list[bytes] = []
+            log: list[Any] = []
             size = 0
             stop = index
             try:
@@ -360,10 +416,13 @@ class QueueTransport:
                         refs.append(ref)
                     size += len(encoded)
                     stop += 1
-                self._write_unit(b"".join(parts), deadline, index)
+                self._write_unit(b"".join(parts), deadline, index, log)
             except BaseException:
-                for ref in refs:
-                    discard_block(ref)
+                # A logged unit is in the kernel: its references will be read, so its
+                # blocks must stay (an interrupt right after the write lands here too).
+                if not log:
+                    for ref in refs:
+                        discard_block(ref)
                 raise
             index = stop
 
@@ -384,23 +443,102 @@ class QueueTransport:
         self._interrupted = True
         self._waker.signal()
 
+    def _put_back(self) -> None:
+        """Write the frames this handle took but did not hand out back into the queue.
+
+        Raises ``Full`` if the queue stayed full for :data:`PUT_BACK_WAIT` seconds;
+        the frames that did not fit are then lost and their blocks removed.
+        """
+        ready = self._ready
+        if not ready or self._fd < 0:
+            return
+        give_up = time.monotonic() + PUT_BACK_WAIT
+        put = 0
+        waiter: select.poll | None = None
+        while ready:
+            frame = ready[0]
+            payload = bytes(frame.payload)
+            data = encode_header(frame.serializer_id, frame.flags, len(payload)) + payload
+            if self._put_back_unit(data):
+                ready.popleft()
+                put += 1
+                continue
+            left = give_up - time.monotonic()
+            if left <= 0:
+                break
+            if waiter is None:
+                waiter = select.poll()
+                waiter.register(self._fd, _POLLOUT)
+            waiter.poll(int(min(left, SLICE) * 1000) + 1)
+        if ready:
+            lost = len(ready)
+            for frame in ready:
+                if frame.flags & FLAG_OOB:
+                    discard_block(frame.payload)
+            ready.clear()
+            raise Full(
+                f"closing this handle on {self.url}: {lost} message(s) it had taken from "
+                f"the queue (the rest of a batch) could not be put back because the queue "
+                f"stayed full for {PUT_BACK_WAIT} s; they are lost",
+                sent=put,
+            )
+
     def close(self) -> None:
-        """Release this handle's descriptors and mappings."""
+        """Put back what this handle buffered, then release its descriptors and mappings.
+
+        The last handle to close (in any process) removes the queue's out-of-band
+        blocks once nothing can read them any more. Raises ``Full`` (after releasing
+        everything) if buffered frames could not be put back into a full queue.
+        """
+        _live.discard(self)
         self._rpoll = self._wpoll = None
-        self._waker.close()
-        self._state.close()
-        self._close_kernel_object()
+        try:
+            self._put_back()
+        finally:
+            state = self._state
+            try:
+                if state.last_holder() and self._blocks_orphaned_at_last_close():
+                    sweep_blocks(self._oob_prefix)
+            finally:
+                self._waker.close()
+                self._readiness.close()
+                # The kernel object before the state file: an attacher waiting for the
+                # hold then finds the old contents gone (see QueueState.attach).
+                self._close_kernel_object()
+                state.close()
 
     def unlink(self) -> None:
-        """Remove the queue, its state file and any orphaned out-of-band blocks."""
+        """Remove the queue and its state file if they are still this handle's channel.
+
+        Open handles keep working until closed, out-of-band messages included:
+        their blocks are removed by the last handle to close. If the name now
+        belongs to a newer channel (this one was removed and created again),
+        ``unlink()`` does nothing: it never removes a channel this handle was not
+        opened on. Idempotent.
+        """
         self._unlink_kernel_object()
         self._state.unlink()
-        sweep_blocks(self._oob_prefix)
 
     def fileno(self) -> int:
-        """A descriptor that polls readable when a unit is queued."""
-        return self._fd
+        """A descriptor that polls readable whenever a receive would not wait.
+
+        Level-triggered: readable while a unit is queued in the kernel, while this
+        handle holds frames it took from the kernel but has not handed out, and
+        after the end of the stream. An epoll descriptor, one per handle and
+        process; read it only by polling.
+        """
+        return self._readiness.fileno(self._fd, bool(self._ready) or self._eos)
 
     def reducer(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         """Rebuild by name and options in the other process (attach, never create)."""
         return self._reducer
+
+
+def _after_fork_in_child() -> None:
+    # Frames buffered before the fork belong to the parent, which hands them out or
+    # puts them back; a child's copy must not be delivered (or put back) again.
+    for transport in list(_live):
+        transport._ready.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

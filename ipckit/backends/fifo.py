@@ -13,14 +13,20 @@ How frames stay whole with many writers and many readers, without a lock:
   shared-memory block, referenced by a small frame in the packet.
 
 The kernel limits depth by pipe buffer slots: one packet per 4 KiB page of the
-pipe's size (``pipe_size=``, 1 MiB by default: 256 packets). End of stream is kept
-in a small state file beside the FIFO (``PATH.ikstate``), see ``_qstate``.
+pipe's size (``pipe_size=``, 1 MiB by default: 256 packets; at most
+``/proc/sys/fs/pipe-max-size``). The creator sets it; attachers leave it alone.
+End of stream and the channel's identity are kept in a small state file beside
+the FIFO (``PATH.ikstate``), see ``_qstate``. The pipe's contents live while any
+handle has the FIFO open: when the last handle closes, what was still queued is
+gone (and that handle removes the out-of-band blocks it referenced).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import re
 import select
 import stat
 import termios
@@ -30,12 +36,13 @@ from typing import Any
 from typing_extensions import Buffer
 
 from ipckit._deadline import Deadline
-from ipckit._oserror import translate_os_errors
+from ipckit._names import check_path
+from ipckit._oserror import os_error_to_ipc
 from ipckit._transport import Capabilities, ListenerTransport, Transport, TransportStats
 from ipckit._url import Endpoint, OptionSpec
 from ipckit.backends._qstate import QueueState
 from ipckit.backends._queue import QueueTransport
-from ipckit.errors import ConfigurationError, TransportError
+from ipckit.errors import ChannelNotFound, ConfigurationError, TransportError
 
 __all__ = ["BACKENDS", "FIFO_CAPABILITIES", "FifoBackend", "FifoTransport"]
 
@@ -52,13 +59,63 @@ FIFO_CAPABILITIES = Capabilities(
 #: Suffix of the state file kept beside the FIFO.
 STATE_SUFFIX = ".ikstate"
 _DEFAULT_PIPE_SIZE = 1024 * 1024
+_DEFAULT_MODE = 0o600
+_PIPE_MAX_SIZE = "/proc/sys/fs/pipe-max-size"
 
 OPTIONS: Mapping[str, OptionSpec] = {
-    "mode": OptionSpec("mode", 0o600, "permission bits of the FIFO (octal), 0600 by default"),
+    "mode": OptionSpec(
+        "mode", None, "permission bits of the FIFO (octal), 0600 by default", creator_only=True
+    ),
     "pipe_size": OptionSpec(
-        "size", _DEFAULT_PIPE_SIZE, "kernel buffer; one queued message per 4 KiB of it"
+        "size",
+        None,
+        "kernel buffer when creating (1 MiB by default, at most fs.pipe-max-size); "
+        "one queued message per 4 KiB of it",
+        creator_only=True,
     ),
 }
+_CREATOR_ONLY = frozenset(k for k, spec in OPTIONS.items() if spec.creator_only)
+
+
+def pipe_max_size() -> int:
+    """``/proc/sys/fs/pipe-max-size``: the largest ``pipe_size`` a FIFO may be given."""
+    try:
+        with open(_PIPE_MAX_SIZE) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return _DEFAULT_PIPE_SIZE
+
+
+def _check_options(url: str, create: bool, options: Mapping[str, Any]) -> None:
+    given = sorted(k for k in _CREATOR_ONLY if options.get(k) is not None)
+    if not create and given:
+        raise ConfigurationError(
+            f"{url}: option {', '.join(map(repr, given))} applies only when creating the "
+            "FIFO (create=True); an attacher gets the creator's value, so leave it out"
+        )
+    mode = options.get("mode")
+    if mode is not None and not 0 <= mode <= 0o777:
+        raise ConfigurationError(
+            f"{url}: mode must be permission bits 0..0o777 (like 0o600), not {mode:#o}"
+        )
+    size = options.get("pipe_size")
+    if size is not None:
+        limit = pipe_max_size()
+        if size < PIPE_BUF:
+            raise ConfigurationError(
+                f"{url}: pipe_size must be at least {PIPE_BUF} bytes (one packet), not {size}"
+            )
+        if size > limit:
+            raise ConfigurationError(
+                f"{url}: pipe_size={size} is over fs.pipe-max-size={limit} "
+                f"({_PIPE_MAX_SIZE}); pass pipe_size<={limit} or, as root, run: "
+                f"sysctl -w fs.pipe-max-size={size}"
+            )
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino)
 
 
 class FifoTransport(QueueTransport):
@@ -67,48 +124,70 @@ class FifoTransport(QueueTransport):
     capabilities = FIFO_CAPABILITIES
 
     def __init__(self, path: str, url: str, create: bool, options: Mapping[str, Any]) -> None:
-        mode = options["mode"]
         what = f"{'creating' if create else 'opening'} {url}"
+        check_path(what, path, ("", STATE_SUFFIX))
+        _check_options(url, create, options)
+        mode = _DEFAULT_MODE if options.get("mode") is None else options["mode"]
+        state_path = path + STATE_SUFFIX
         made = False
-        fd = -1
+        fds = [-1]
         state: QueueState | None = None
-        try:
-            with translate_os_errors(what):
-                if create:
-                    os.mkfifo(path, mode)
-                    made = True
-                    os.chmod(path, mode)  # mkfifo honours the umask; the caller asked for mode
+
+        def open_fifo() -> tuple[int, int]:
+            if fds[0] >= 0:
+                os.close(fds[0])
+                fds[0] = -1
+            try:
                 # O_RDWR: opening a FIFO this way never blocks, and there is always a reader.
-                fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-                info = os.fstat(fd)
+                fds[0] = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as exc:
+                raise os_error_to_ipc(exc, what, "attach") from exc
+            info = os.fstat(fds[0])
+            if not stat.S_ISFIFO(info.st_mode):
+                raise ConfigurationError(f"{what}: {path} exists but is not a FIFO")
+            return (info.st_dev, info.st_ino)
+
+        try:
+            if create:
+                _mkfifo(path, mode, what)
+                made = True
+                kernel_id = open_fifo()
+                _packet_mode(fds[0], what)
+                _set_pipe_size(fds[0], options.get("pipe_size"), what)
+                state = QueueState.create(state_path, mode=mode, kernel_id=kernel_id, what=what)
+            else:
+                try:
+                    info = os.stat(path)
+                except OSError as exc:
+                    raise os_error_to_ipc(exc, what, "attach") from exc
                 if not stat.S_ISFIFO(info.st_mode):
                     raise ConfigurationError(f"{what}: {path} exists but is not a FIFO")
-                _packet_mode(fd, what)
-                try:
-                    fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, options["pipe_size"])
-                except OSError:
-                    pass  # above /proc/sys/fs/pipe-max-size: the current size works too
-                state = QueueState(path + STATE_SUFFIX, mode=mode, reset=create)
+                state = QueueState.attach(state_path, kernel_id=open_fifo, what=what)
+                kernel_id = _identity(fds[0])
+                _packet_mode(fds[0], what)
         except BaseException:
-            if fd >= 0:
-                os.close(fd)
+            if state is not None:
+                if create:
+                    state.unlink()
+                state.close()
+            if fds[0] >= 0:
+                os.close(fds[0])
             if made:
                 os.unlink(path)
-                try:
-                    os.unlink(path + STATE_SUFFIX)
-                except FileNotFoundError:
-                    pass
             raise
-        base = os.path.basename(path)[:96]
+        fd = fds[0]
         self._path = path
+        self._kernel_id = kernel_id
+        base = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(path))[:64]
+        attach_options = {k: v for k, v in options.items() if k not in _CREATOR_ONLY}
         super().__init__(
             url=url,
             fd=fd,
             unit=PIPE_BUF,
             state=state,
-            oob_prefix=f"ikfifo.{base}.{info.st_dev:x}.{info.st_ino:x}",
+            oob_prefix=f"ikfifo.{base}.{state.creation_id[:6].hex()}",
             max_message_size=options["max_message_size"],
-            reducer=(_attach, (path, url, dict(options))),
+            reducer=(_attach, (path, url, attach_options)),
         )
 
     def _try_read(self) -> bytes | None:
@@ -118,15 +197,18 @@ class FifoTransport(QueueTransport):
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as exc:
-            raise TransportError(exc.errno or 0, f"reading {self.url}: {exc.strerror}") from exc
+            raise os_error_to_ipc(exc, f"reading {self.url}") from exc
 
-    def _try_write(self, data: Buffer) -> bool:
+    def _try_write(self, data: Buffer, log: list[Any] | None = None) -> bool:
         try:
-            os.write(self._fd, data)
+            if log is None:
+                os.write(self._fd, data)
+            else:
+                log.extend(map(os.write, (self._fd,), (data,)))
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:
-            raise TransportError(exc.errno or 0, f"writing {self.url}: {exc.strerror}") from exc
+            raise os_error_to_ipc(exc, f"writing {self.url}") from exc
         return True
 
     def _close_kernel_object(self) -> None:
@@ -135,9 +217,23 @@ class FifoTransport(QueueTransport):
 
     def _unlink_kernel_object(self) -> None:
         try:
+            info = os.stat(self._path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise os_error_to_ipc(exc, f"removing {self.url}", "remove") from exc
+        if (info.st_dev, info.st_ino) != self._kernel_id:
+            return  # removed already, and the path now names a newer FIFO
+        try:
             os.unlink(self._path)
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            raise os_error_to_ipc(exc, f"removing {self.url}", "remove") from exc
+
+    def _blocks_orphaned_at_last_close(self) -> bool:
+        # The pipe's contents die with the last descriptor, references and all.
+        return True
 
     def stats(self) -> TransportStats:
         """Pipe size in bytes as capacity; queued bytes and packet slots in ``extra``."""
@@ -151,6 +247,35 @@ class FifoTransport(QueueTransport):
         return TransportStats(
             capacity=size, extra={"queued_bytes": queued, "packet_slots": size // PIPE_BUF}
         )
+
+
+def _mkfifo(path: str, mode: int, what: str) -> None:
+    try:
+        os.mkfifo(path, mode)
+        os.chmod(path, mode)  # mkfifo honours the umask; the caller asked for mode
+    except FileNotFoundError as exc:
+        directory = os.path.dirname(os.path.abspath(path))
+        raise ChannelNotFound(
+            f"{what}: the directory {directory} does not exist; create it first or choose "
+            "a path in an existing directory"
+        ) from exc
+    except OSError as exc:
+        raise os_error_to_ipc(exc, what, "create") from exc
+
+
+def _set_pipe_size(fd: int, size: int | None, what: str) -> None:
+    if size is None:
+        size = min(_DEFAULT_PIPE_SIZE, pipe_max_size())
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+    except OSError as exc:
+        if exc.errno == errno.EPERM:
+            raise ConfigurationError(
+                f"{what}: the kernel refused pipe_size={size}: your pipes together are over "
+                "fs.pipe-user-pages-soft (/proc/sys/fs/pipe-user-pages-soft); pass a smaller "
+                "pipe_size or close other pipes"
+            ) from exc
+        raise os_error_to_ipc(exc, f"{what}: setting pipe_size={size}") from exc
 
 
 def _packet_mode(fd: int, what: str) -> None:

@@ -6,6 +6,11 @@ one ``send_many``. A frame bigger than the queue's message size goes out of band
 descriptor is a file descriptor on Linux, so waits ``poll`` it (and ``fileno()``
 hands it out). End of stream lives in ``/dev/shm/ikmq.NAME.ikstate`` (``_qstate``).
 
+Names are checked before anything is created against every object the channel
+will make (``_names``): the queue ``/NAME``, ``/dev/shm/ikmq.NAME.ikstate`` and the
+out-of-band blocks ``/dev/shm/ikmq.NAME.<id>.oob.<random>``, each at most
+NAME_MAX bytes, so NAME is at most 216 bytes.
+
 The kernel's limits are checked when a queue is created and reported by name:
 ``fs.mqueue.msg_max`` (messages per queue), ``fs.mqueue.msgsize_max`` (bytes per
 message), ``fs.mqueue.queues_max`` and ``RLIMIT_MSGQUEUE`` (bytes per user).
@@ -23,13 +28,20 @@ from typing_extensions import Buffer
 
 from ipckit._deadline import Deadline
 from ipckit._framing import FLAG_EOS, encode_header
+from ipckit._names import check_names
 from ipckit._oob import SHM_DIR
 from ipckit._oserror import os_error_to_ipc
 from ipckit._transport import Capabilities, ListenerTransport, Transport, TransportStats
 from ipckit._url import Endpoint, OptionSpec
 from ipckit.backends._qstate import QueueState
 from ipckit.backends._queue import SLICE, QueueTransport
-from ipckit.errors import ChannelExists, ChannelNotFound, ConfigurationError, HandleClosed
+from ipckit.errors import (
+    ChannelExists,
+    ChannelNotFound,
+    ConfigurationError,
+    HandleClosed,
+    QueueLimitError,
+)
 
 __all__ = [
     "BACKENDS",
@@ -59,15 +71,61 @@ _HARD_MSGSIZEMAX = 16 * 1024 * 1024
 _SLOT_OVERHEAD = 48 + 40
 
 OPTIONS: Mapping[str, OptionSpec] = {
-    "mode": OptionSpec("mode", 0o600, "permission bits of the queue (octal), 0600 by default"),
+    "mode": OptionSpec(
+        "mode", None, "permission bits of the queue (octal), 0600 by default", creator_only=True
+    ),
     "max_messages": OptionSpec(
-        "int", None, "queue depth when creating (default: the system's, usually 10)"
+        "int",
+        None,
+        "queue depth when creating (default: the system's, usually 10)",
+        creator_only=True,
     ),
     "message_size": OptionSpec(
-        "size", None, "bytes per queue message when creating (default: usually 8 KiB)"
+        "size",
+        None,
+        "bytes per queue message when creating (default: usually 8 KiB)",
+        creator_only=True,
     ),
     "priority": OptionSpec("int", 0, f"send priority 0..{_PRIORITY_MAX}; higher is received first"),
 }
+_CREATOR_ONLY = frozenset(k for k, spec in OPTIONS.items() if spec.creator_only)
+#: Every name a queue NAME makes, each at most NAME_MAX bytes (see _names).
+NAME_TEMPLATES = (
+    ("the queue", "{}"),
+    ("its state file", "ikmq.{}.ikstate"),
+    ("its out-of-band blocks", "ikmq.{}.XXXXXXXXXXXX.oob.XXXXXXXXXXXXXXXX"),
+)
+_DEFAULT_MODE = 0o600
+
+
+def check_options(url: str, create: bool, options: Mapping[str, Any]) -> None:
+    """Refuse bad values and creator-only options given to an attacher, before any call."""
+    given = sorted(k for k in _CREATOR_ONLY if options.get(k) is not None)
+    if not create and given:
+        raise ConfigurationError(
+            f"{url}: option {', '.join(map(repr, given))} applies only when creating the "
+            "queue (create=True); an attacher gets the creator's value, so leave it out"
+        )
+    mode = options.get("mode")
+    if mode is not None and not 0 <= mode <= 0o777:
+        raise ConfigurationError(
+            f"{url}: mode must be permission bits 0..0o777 (like 0o600), not {mode:#o}"
+        )
+    depth = options.get("max_messages")
+    if depth is not None and depth < 1:
+        raise ConfigurationError(
+            f"{url}: max_messages must be at least 1, not {depth} (leave it out for the "
+            f"system's default, fs.mqueue.msg_default)"
+        )
+    size = options.get("message_size")
+    if size is not None and size < 512:
+        raise ConfigurationError(
+            f"{url}: message_size must be at least 512 bytes, not {size} (a message must "
+            "hold a reference to an out-of-band block)"
+        )
+    priority = options["priority"]
+    if not 0 <= priority <= _PRIORITY_MAX:
+        raise ConfigurationError(f"{url}: priority must be 0..{_PRIORITY_MAX}, not {priority}")
 
 
 def _read_limit(name: str) -> int | None:
@@ -140,32 +198,35 @@ class MqTransport(QueueTransport):
     capabilities = MQ_CAPABILITIES
 
     def __init__(self, name: str, url: str, create: bool, options: Mapping[str, Any]) -> None:
-        if not name or "/" in name or len(name) > 250:
-            raise ConfigurationError(
-                f"{url}: a queue name is 1-250 characters without '/', not {name!r}"
-            )
-        priority = options["priority"]
-        if not 0 <= priority <= _PRIORITY_MAX:
-            raise ConfigurationError(f"priority must be 0..{_PRIORITY_MAX}, not {priority}")
+        what = f"{'creating' if create else 'attaching to'} {url}"
+        check_names(what, name, NAME_TEMPLATES)
+        check_options(url, create, options)
         self._name = "/" + name
-        self._priority = priority
-        mode = options["mode"]
-        mq = _open_queue(self._name, url, create, options)
+        self._priority = options["priority"]
+        mode = _DEFAULT_MODE if options.get("mode") is None else options["mode"]
+        mq = _open_queue(self._name, url, create, options, mode)
         state: QueueState | None = None
         waiter: posix_ipc.MessageQueue | None = None
         try:
             if create:
                 os.fchmod(mq.mqd, mode)  # mq_open honours the umask; the caller asked for mode
             mq.block = False
-            state = QueueState(
-                os.path.join(SHM_DIR, f"ikmq.{name}.ikstate"), mode=mode, reset=create
-            )
+            kernel_id = _identity(mq.mqd)
+            self._kernel_id = kernel_id
+            path = os.path.join(SHM_DIR, f"ikmq.{name}.ikstate")
+            if create:
+                state = QueueState.create(path, mode=mode, kernel_id=kernel_id, what=what)
+            else:
+                state = QueueState.attach(path, kernel_id=lambda: kernel_id, what=what)
             # A second, blocking descriptor for waits: the kernel sleeps in mq_timedreceive/
             # send and hands over the message in the same call. (One descriptor cannot serve
             # both: O_NONBLOCK is shared by this handle's sending and receiving threads, and
             # a zero timeout costs a timer round trip, ~25 us, on every empty look.)
             try:
                 waiter = posix_ipc.MessageQueue(self._name, 0, read=True, write=True)
+                if _identity(waiter.mqd) != kernel_id:
+                    waiter.close()
+                    waiter = None
             except posix_ipc.Error:
                 waiter = None  # unlinked meanwhile: waits fall back to poll()
             self._mq = mq
@@ -173,27 +234,31 @@ class MqTransport(QueueTransport):
             self._receive = mq.receive
             self._waiter = waiter
             self._wait_first = waiter is not None
+            attach_options = {k: v for k, v in options.items() if k not in _CREATOR_ONLY}
             super().__init__(
                 url=url,
                 fd=mq.mqd,
                 unit=mq.max_message_size,
                 state=state,
-                oob_prefix=f"ikmq.{name}",
+                oob_prefix=f"ikmq.{name}.{state.creation_id[:6].hex()}",
                 max_message_size=options["max_message_size"],
-                reducer=(_attach, (name, url, dict(options))),
+                reducer=(_attach, (name, url, attach_options)),
             )
         except BaseException as exc:
             if waiter is not None:
                 waiter.close()
             if state is not None:
-                state.close()
                 if create:
                     state.unlink()
+                state.close()
             mq.close()
             if create:
-                posix_ipc.unlink_message_queue(self._name)
+                try:
+                    posix_ipc.unlink_message_queue(self._name)
+                except posix_ipc.ExistentialError:
+                    pass
             if isinstance(exc, OSError):
-                raise os_error_to_ipc(exc, f"opening {url}") from exc
+                raise os_error_to_ipc(exc, what, "create" if create else "attach") from exc
             raise
 
     def _try_read(self) -> bytes | None:
@@ -206,9 +271,12 @@ class MqTransport(QueueTransport):
         except posix_ipc.Error as exc:
             raise os_error_to_ipc(exc, f"receiving from {self.url}") from exc
 
-    def _try_write(self, data: Buffer) -> bool:
+    def _try_write(self, data: Buffer, log: list[Any] | None = None) -> bool:
         try:
-            self._send(data, None, self._priority)
+            if log is None:
+                self._send(data, None, self._priority)
+            else:
+                log.extend(map(self._send, (data,), (None,), (self._priority,)))
         except posix_ipc.BusyError:
             return False
         except posix_ipc.SignalError:
@@ -230,14 +298,18 @@ class MqTransport(QueueTransport):
         except posix_ipc.Error as exc:
             raise os_error_to_ipc(exc, f"receiving from {self.url}") from exc
 
-    def _write_wait(self, data: Buffer, deadline: Deadline) -> bool:
+    def _write_wait(self, data: Buffer, deadline: Deadline, log: list[Any] | None = None) -> bool:
         waiter = self._waiter
         if waiter is None:
-            return super()._write_wait(data, deadline)
+            return super()._write_wait(data, deadline, log)
         if self._interrupted:
             raise HandleClosed(f"this handle on {self.url} was closed")
         try:
-            waiter.send(data, deadline.slice(SLICE), self._priority)
+            if log is None:
+                waiter.send(data, deadline.slice(SLICE), self._priority)
+            else:
+                send = waiter.send
+                log.extend(map(send, (data,), (deadline.slice(SLICE),), (self._priority,)))
         except (posix_ipc.BusyError, posix_ipc.SignalError):
             return False
         except posix_ipc.Error as exc:
@@ -251,16 +323,52 @@ class MqTransport(QueueTransport):
         except posix_ipc.Error:
             pass
 
+    def _put_back_unit(self, data: Buffer) -> bool:
+        # The highest priority: the frames go back to the head of the queue, where
+        # they were, ahead of messages sent after them.
+        try:
+            self._send(data, None, _PRIORITY_MAX)
+        except (posix_ipc.BusyError, posix_ipc.SignalError):
+            return False
+        except posix_ipc.Error as exc:
+            raise os_error_to_ipc(exc, f"putting messages back into {self.url}") from exc
+        return True
+
     def _close_kernel_object(self) -> None:
         self._mq.close()
         if self._waiter is not None:
             self._waiter.close()
 
+    def _name_is_ours(self) -> bool:
+        """True while ``/NAME`` still names the queue this handle opened."""
+        try:
+            probe = posix_ipc.MessageQueue(self._name, 0, read=True, write=False)
+        except posix_ipc.ExistentialError:
+            return False
+        except posix_ipc.Error as exc:
+            raise os_error_to_ipc(exc, f"checking {self.url}", "attach") from exc
+        try:
+            return _identity(probe.mqd) == self._kernel_id
+        finally:
+            probe.close()
+
     def _unlink_kernel_object(self) -> None:
+        if not self._name_is_ours():
+            return  # removed already, or the name belongs to a newer queue now
         try:
             posix_ipc.unlink_message_queue(self._name)
         except posix_ipc.ExistentialError:
             pass
+        except posix_ipc.Error as exc:
+            raise os_error_to_ipc(exc, f"removing {self.url}", "remove") from exc
+
+    def _blocks_orphaned_at_last_close(self) -> bool:
+        # A queue still reachable by name keeps its messages (and their blocks) for
+        # the next attacher; an unlinked one dies with its last descriptor.
+        try:
+            return not self._name_is_ours()
+        except Exception:  # noqa: BLE001 - cannot tell: keeping the blocks loses nothing
+            return False
 
     def stats(self) -> TransportStats:
         """Messages queued (depth) and the queue's depth limit (capacity, in messages)."""
@@ -275,32 +383,36 @@ class MqTransport(QueueTransport):
         )
 
 
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino)
+
+
 def _open_queue(
-    name: str, url: str, create: bool, options: Mapping[str, Any]
+    name: str, url: str, create: bool, options: Mapping[str, Any], mode: int
 ) -> posix_ipc.MessageQueue:
     if not create:
         try:
             return posix_ipc.MessageQueue(name, 0, read=True, write=True)
         except posix_ipc.ExistentialError as exc:
-            # Said here, not by os_error_to_ipc: posix_ipc's text ("No queue exists...")
-            # does not tell "missing" from "exists" reliably.
+            # Attaching: ExistentialError can only mean ENOENT (posix_ipc_module.c).
             raise ChannelNotFound(
-                f"attaching to {url}: no such queue; create it with create=True first"
+                f"attaching to {url}: no queue of that name exists; create it with "
+                "create=True first"
             ) from exc
         except posix_ipc.Error as exc:
-            raise os_error_to_ipc(exc, f"attaching to {url}") from exc
-    depth = options["max_messages"] or posix_ipc.QUEUE_MESSAGES_MAX_DEFAULT
-    size = options["message_size"] or posix_ipc.QUEUE_MESSAGE_SIZE_MAX_DEFAULT
-    if depth < 1 or size < 512:
-        raise ConfigurationError(
-            f"{url}: max_messages must be at least 1 and message_size at least 512 bytes "
-            "(a unit must hold a reference to an out-of-band message)"
-        )
+            raise os_error_to_ipc(exc, f"attaching to {url}", "attach") from exc
+    depth = options["max_messages"]
+    if depth is None:
+        depth = posix_ipc.QUEUE_MESSAGES_MAX_DEFAULT
+    size = options["message_size"]
+    if size is None:
+        size = posix_ipc.QUEUE_MESSAGE_SIZE_MAX_DEFAULT
     try:
         return posix_ipc.MessageQueue(
             name,
             posix_ipc.O_CREX,
-            mode=options["mode"],
+            mode=mode,
             max_messages=depth,
             max_message_size=size,
             read=True,
@@ -311,14 +423,10 @@ def _open_queue(
             f"creating {url}: the queue already exists; attach without create=True or unlink it"
         ) from exc
     except posix_ipc.Error as exc:
-        raise os_error_to_ipc(exc, f"creating {url}") from exc
+        raise os_error_to_ipc(exc, f"creating {url}", "create") from exc
     except (ValueError, OSError) as exc:
         # posix_ipc reports every limit (EINVAL, EMFILE, ENOSPC) as "Invalid parameter(s)".
         raise QueueLimitError(f"creating {url}: {explain_limits(depth, size)}") from exc
-
-
-class QueueLimitError(ConfigurationError):
-    """Creating a queue broke a kernel limit; the message names it and how to raise it."""
 
 
 def _attach(name: str, url: str, options: Mapping[str, Any]) -> MqTransport:

@@ -74,18 +74,43 @@ def test_os_errors_translate() -> None:
     generic = os_error_to_ipc(OSError(errno.EIO, "io"), "doing it")
     assert isinstance(generic, ipckit.TransportError) and generic.errno == errno.EIO
     assert "doing it" in str(generic)
-    gone = os_error_to_ipc(
-        posix_ipc.ExistentialError("No queue exists with the specified name"), "w"
-    )
-    assert isinstance(gone, FileNotFoundError)
-    there = os_error_to_ipc(posix_ipc.ExistentialError("Queue already exists"), "w")
-    assert isinstance(there, FileExistsError)
+    # posix_ipc carries no errno: the operation decides, never the message text.
+    for text in ("No queue exists with the specified name", "already exists", "x"):
+        gone = os_error_to_ipc(posix_ipc.ExistentialError(text), "w", "attach")
+        assert isinstance(gone, ipckit.ChannelNotFound)
+        there = os_error_to_ipc(posix_ipc.ExistentialError(text), "w", "create")
+        assert isinstance(there, ipckit.ChannelExists)
+        closed = os_error_to_ipc(posix_ipc.ExistentialError(text), "w")
+        assert isinstance(closed, ipckit.HandleClosed)
+    denied = os_error_to_ipc(posix_ipc.PermissionsError("x"), "w")
+    assert isinstance(denied, ipckit.PermissionDenied) and isinstance(denied, PermissionError)
+    assert isinstance(os_error_to_ipc(OSError(errno.EPERM, "x"), "w"), ipckit.PermissionDenied)
+    assert isinstance(os_error_to_ipc(OSError(errno.EPIPE, "x"), "w"), ipckit.ChannelClosed)
+    assert isinstance(os_error_to_ipc(OSError(errno.EBADF, "x"), "w"), ipckit.HandleClosed)
+    too_long = os_error_to_ipc(OSError(errno.ENAMETOOLONG, "x"), "w")
+    assert isinstance(too_long, ipckit.ConfigurationError)
+    missing_dir = os_error_to_ipc(FileNotFoundError(errno.ENOENT, "x", "/a/b"), "w", "create")
+    assert "directory" in str(missing_dir) and "create=True" not in str(missing_dir)
+    files = os_error_to_ipc(OSError(errno.EMFILE, "x"), "w")
+    assert isinstance(files, ipckit.TransportError) and "RLIMIT_NOFILE" in str(files)
+
+
+def test_permission_denied_and_queue_limit_are_public() -> None:
+    from ipckit import _oserror
+    from ipckit.backends import mq
+
+    assert ipckit.PermissionDenied is _oserror.PermissionDenied
+    assert ipckit.QueueLimitError is mq.QueueLimitError
+    assert issubclass(ipckit.QueueLimitError, ipckit.ConfigurationError)
+    assert issubclass(ipckit.PermissionDenied, (ipckit.IPCError, PermissionError))
 
 
 LAYERS = {
     "errors": 0,
     "_oserror": 0,
+    "_names": 1,
     "_deadline": 0,
+    "_critical": 0,
     "serializers": 1,
     "_url": 1,
     "_framing": 2,
