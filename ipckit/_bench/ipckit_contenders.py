@@ -165,7 +165,7 @@ class _NamedLink(Link):
         size = extra.get("message_size") or ch.capabilities.native_message_size
         if size is None:
             return None
-        what = "FIFO packet (PIPE_BUF)" if self._scheme == "fifo" else "queue message"
+        what = "FIFO packet" if self._scheme == "fifo" else "queue message"
         return Unit(int(size) - HEADER_SIZE, f"one {size}-byte {what}")
 
     def cleanup(self) -> None:

@@ -30,7 +30,7 @@ def _doc() -> dict:
     thru = {"msgs_per_s": _summary(400e3), "mb_per_s": _summary(1600), "gb_per_s": _summary(1.6),
             "messages": _summary(2e4)}  # fmt: skip
     slow = {k: _summary(v["median"] / 16) for k, v in thru.items()}
-    fifo_unit = {"inline_max": 4080, "what": "one 4096-byte FIFO packet (PIPE_BUF)",
+    fifo_unit = {"inline_max": 4080, "what": "one 4096-byte FIFO packet",
                  "out_of_band": "all"}  # fmt: skip
 
     def row(name, status="ok", reason=None, *, ratio=None, metrics=None, unit=None):

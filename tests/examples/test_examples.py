@@ -54,3 +54,12 @@ def test_example_runs(path: Path) -> None:
     mine = re.compile(rf"(?<!\d){proc.pid}(?!\d)")
     left = {n for n in _ipc_names() - before if mine.search(n)}
     assert not left, f"{path.name} left IPC objects behind: {sorted(left)}"
+
+
+@pytest.mark.parametrize("page", ["docs/index.md", "docs/guide.md"])
+def test_every_example_is_listed_in_the_docs(page: str) -> None:
+    text = (EXAMPLES_DIR.parent / page).read_text()
+    listed = set(re.findall(r"`examples/([\w.]+\.py)`", text))
+    files = {p.name for p in EXAMPLES}
+    assert files <= listed, f"{page} does not list {sorted(files - listed)}"
+    assert listed <= files, f"{page} lists examples that do not exist: {sorted(listed - files)}"
