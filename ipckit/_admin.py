@@ -18,7 +18,7 @@ from typing import Any
 import ipckit
 from ipckit._oob import SHM_DIR
 from ipckit.backends import shm
-from ipckit.errors import IPCError, ProtocolError
+from ipckit.errors import ChannelNotFound, IPCError, ProtocolError
 
 __all__ = ["register_gc", "register_ls", "register_rm"]
 
@@ -66,6 +66,11 @@ def _rm(args: argparse.Namespace) -> int:
                 with ipckit.open(url) as ch:
                     ch.unlink()
             sys.stdout.write(f"removed {url}\n")
+        except ChannelNotFound as exc:
+            # Not the attach message ("create it with create=True"): rm creates nothing.
+            del exc
+            sys.stderr.write(f"ipckit rm: {url}: nothing of that name exists\n")
+            status = 1
         except (IPCError, OSError) as exc:
             sys.stderr.write(f"ipckit rm: {url}: {exc}\n")
             status = 1

@@ -41,7 +41,7 @@ import weakref
 from collections.abc import Callable
 
 from ipckit._oserror import no_space_error, os_error_to_ipc
-from ipckit.errors import ChannelNotFound, IPCError
+from ipckit.errors import IPCError, ProtocolError
 
 __all__ = ["SHUT_BYTE", "QueueState"]
 
@@ -127,7 +127,7 @@ class QueueState:
         The hold is taken before ``kernel_id()`` runs (it may open the object), so a
         last handle sweeping the channel's blocks finishes first. Waits up to two
         seconds for a creator that is still writing the file, then raises
-        :class:`ChannelNotFound` (the channel is half-made).
+        :class:`ProtocolError` (the channel is half-made).
         """
         give_up = time.monotonic() + _ATTACH_WAIT
         while True:
@@ -152,10 +152,11 @@ class QueueState:
                     raise
                 os.close(fd)
             if time.monotonic() >= give_up:
-                raise ChannelNotFound(
+                raise ProtocolError(
                     f"{what}: the channel is half-made: its state file {path} is missing or "
-                    "belongs to an older channel of the same name; if no program is creating "
-                    "it right now, remove it with `ipckit rm` and create it again"
+                    "belongs to an older channel of the same name (its creator died, or it "
+                    "was not made by ipckit); if no program is creating it right now, remove "
+                    "the queue or FIFO by hand and create it again"
                 )
             time.sleep(0.005)
 
