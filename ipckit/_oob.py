@@ -12,6 +12,7 @@ exiting must not remove a block the receiver has not read yet.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import secrets
@@ -51,7 +52,16 @@ def put_block(prefix: str, parts: Sequence[Buffer], mode: int = 0o600) -> bytes:
         try:
             if total:
                 # Reserve the pages now: a full /dev/shm fails here, not with SIGBUS later.
-                os.posix_fallocate(fd, 0, total)
+                try:
+                    os.posix_fallocate(fd, 0, total)
+                except OSError as exc:
+                    if exc.errno == errno.ENOSPC:
+                        raise no_space_error(
+                            f"sending a {total}-byte message out of band on {prefix}",
+                            _path(name),
+                            total,
+                        ) from exc
+                    raise
                 with mmap.mmap(fd, total) as mem:
                     pos = 0
                     for v in views:
