@@ -1,11 +1,13 @@
 """The listener behind ``unix://`` and ``tcp://``: accept, then a handshake per client.
 
-``accept()`` accepts connections and starts one short-lived thread per client to run
-its handshake (uid check, TLS, ``_handshake``) under ``handshake_timeout``; finished
-handshakes queue up and ``accept()`` hands them out in completion order. So a client
-that connects and says nothing costs its own thread until its deadline, never
-``accept()`` for the others. A failed client is dropped, logged on the ``ipckit``
-logger and counted in :attr:`SocketListener.rejected`.
+A background thread accepts connections from the moment the listener exists and
+starts one short-lived thread per client to run its handshake (uid check, TLS,
+``_handshake``) under ``handshake_timeout``; finished handshakes queue up (at most
+``backlog`` of them) and ``accept()`` hands them out in completion order. So a
+client may connect before the server calls ``accept()``, and a client that connects
+and says nothing costs its own thread until its deadline, never ``accept()`` for the
+others. A failed client is dropped, logged on the ``ipckit`` logger and counted in
+:attr:`SocketListener.rejected`. ``close()`` closes the queued connections too.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import errno
 import logging
 import os
 import select
+import signal
 import socket
 import ssl
 import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -68,7 +72,15 @@ def configure_tcp(sock: socket.socket) -> None:
 
 
 class SocketListener:
-    """A listening socket that hands out channels whose handshake succeeded."""
+    """A listening socket that completes handshakes in the background.
+
+    An acceptor thread accepts clients while the server is anywhere (not only inside
+    :meth:`accept`), so ``connect()`` returns as soon as the handshake is done, as
+    ``multiprocessing``'s ``Client()`` does. Finished connections queue up to
+    ``backlog``; past that the acceptor stops accepting and clients wait in the
+    kernel's backlog. :meth:`fileno` is an eventfd readable while a finished
+    connection is queued (level-triggered).
+    """
 
     def __init__(
         self,
@@ -88,52 +100,63 @@ class SocketListener:
         self._authkey = check_authkey(options)
         self._ssl: ssl.SSLContext | None = options.get("ssl_context")
         self._no_pickle = not unix and self._authkey is None
+        self._backlog = max(1, int(options.get("backlog", 64)))
+        #: Clients dropped during the handshake (garbage, wrong key, silence, other user).
+        self.rejected = 0
+        self._closed = False
+        self._failure: Exception | None = None
+        self._creator = os.getpid()
+        sock.setblocking(False)
+        self._start()
+
+    def _start(self) -> None:
+        """Per-process state and the acceptor thread (again in a forked child)."""
+        self._pid = os.getpid()
         self._done: deque[Transport] = deque()
         self._pending: dict[threading.Thread, socket.socket] = {}
         self._lock = threading.Lock()
-        self._closed = False
+        # _ready: readable while _done is not empty. _wake: tells the acceptor to look again.
+        self._ready = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        #: Clients dropped during the handshake (garbage, wrong key, silence, other user).
-        self.rejected = 0
-        sock.setblocking(False)
+        self._acceptor = threading.Thread(
+            target=self._accept_loop, name=f"ipckit-accept {self.url}", daemon=True
+        )
+        self._acceptor.start()
+
+    def _restart_in_child(self) -> None:
+        """A forked child: the parent's threads are gone and its queue is the parent's."""
+        for transport in self._done:
+            transport.close()  # this process's copies only
+        for fd in (self._ready, self._wake):
+            os.close(fd)
+        self._start()
 
     def fileno(self) -> int:
-        """The listening descriptor."""
-        return self._sock.fileno()
+        """A descriptor that polls readable while a finished connection waits for accept()."""
+        return self._ready
 
-    def accept(self, deadline: Deadline) -> Transport:
-        """Wait for a client whose handshake succeeds; ``Timeout`` when time runs out."""
+    # -- the acceptor thread ----------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())  # signals: main thread
         poller = select.poll()
         poller.register(self._wake, select.POLLIN)
         listening = False
         while True:
             with self._lock:
                 if self._closed:
-                    raise HandleClosed(f"listener on {self.url} is closed")
-                if self._done:
-                    return self._done.popleft()
-                room = len(self._pending) < MAX_PENDING_HANDSHAKES
+                    return
+                busy = len(self._pending)
+                room = busy < MAX_PENDING_HANDSHAKES and busy + len(self._done) < self._backlog
             if room != listening:
                 if room:
                     poller.register(self._sock.fileno(), select.POLLIN)
                 else:
                     poller.unregister(self._sock.fileno())
                 listening = room
-            left = deadline.remaining()
-            events = poller.poll(None if left is None else int(left * 1000) + 1)
-            if not events and deadline.expired():
-                raise Timeout(
-                    f"no client completed a handshake on {self.url} within "
-                    f"timeout={deadline.timeout}"
-                )
-            if self._closed:
-                raise HandleClosed(f"listener on {self.url} is closed")
-            for fd, _ in events:
+            for fd, _ in poller.poll():
                 if fd == self._wake:
-                    try:
-                        os.eventfd_read(self._wake)
-                    except OSError:
-                        pass
+                    _drain(self._wake)
                 else:
                     self._accept_one()
 
@@ -145,8 +168,14 @@ class SocketListener:
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                 log.warning("ipckit listener %s cannot accept: %s", self.url, exc)
+                time.sleep(0.1)  # out of descriptors: retry later instead of spinning
                 return
-            raise os_error_to_ipc(exc, f"accepting on {self.url}") from exc
+            # Nobody to raise to in this thread: accept() raises it, and acceptance stops.
+            self._failure = os_error_to_ipc(exc, f"accepting on {self.url}")
+            with self._lock:
+                self._closed = True
+                os.eventfd_write(self._ready, 1)
+            return
         thread = threading.Thread(
             target=self._serve_handshake, args=(conn,), name="ipckit-handshake", daemon=True
         )
@@ -155,6 +184,7 @@ class SocketListener:
         thread.start()
 
     def _serve_handshake(self, conn: socket.socket) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         deadline = Deadline(self._options["handshake_timeout"])
         sock = conn
         transport: Transport | None = None
@@ -187,18 +217,66 @@ class SocketListener:
                 elif not self._closed:
                     self._done.append(transport)
                     transport = None
+                    if len(self._done) == 1:
+                        os.eventfd_write(self._ready, 1)
                 if not self._closed:
                     # Under the lock: close() may not release the descriptor meanwhile.
-                    os.eventfd_write(self._wake, 1)
+                    os.eventfd_write(self._wake, 1)  # a handshake slot is free
         if transport is not None:
             transport.close()  # the listener closed while this client was shaking hands
 
+    # -- the caller's side ------------------------------------------------------------
+
+    def accept(self, deadline: Deadline) -> Transport:
+        """The next connection whose handshake succeeded; ``Timeout`` when time runs out."""
+        if self._pid != os.getpid() and not self._closed:
+            self._restart_in_child()
+        poller = select.poll()
+        poller.register(self._ready, select.POLLIN)
+        while True:
+            with self._lock:
+                if self._closed:
+                    if self._failure is not None:
+                        raise self._failure
+                    raise HandleClosed(f"listener on {self.url} is closed")
+                done = self._done
+                if done:
+                    if len(done) == 1:
+                        _drain(self._ready)
+                    os.eventfd_write(self._wake, 1)  # room in the queue: accept again
+                    transport = done[0]
+                    del done[0]
+                    return transport
+            left = deadline.remaining()
+            ready = poller.poll(None if left is None else int(left * 1000) + 1)
+            if not ready and deadline.expired():
+                raise Timeout(
+                    f"no client completed a handshake on {self.url} within "
+                    f"timeout={deadline.timeout}"
+                )
+
     def close(self) -> None:
-        """Stop listening, drop clients mid-handshake, remove the socket file if ours."""
+        """Stop listening, drop clients mid-handshake and queued, remove the socket file."""
+        if self._pid != os.getpid():
+            # A forked child that never accepted: the lock and threads are the parent's.
+            if not self._closed:
+                self._closed = True
+                for transport in self._done:
+                    transport.close()  # this process's copies only
+                self._sock.close()
+                os.close(self._ready)
+                os.close(self._wake)
+            return
         with self._lock:
+            if self._sock.fileno() < 0:
+                return
             self._closed = True
             pending = dict(self._pending)
-            done, self._done = list(self._done), deque()
+            done = list(self._done)
+            self._done.clear()
+            os.eventfd_write(self._wake, 1)  # the acceptor sees closed and returns
+            os.eventfd_write(self._ready, 1)  # so does an accept() in another thread
+        self._acceptor.join(10)
         for conn in pending.values():
             try:
                 conn.shutdown(socket.SHUT_RDWR)  # wakes the handshake thread at once
@@ -208,13 +286,20 @@ class SocketListener:
             thread.join(10)
         for transport in done:
             transport.close()
-        if self._path is not None:
+        if self._path is not None and self._creator == os.getpid():
             try:
                 if os.stat(self._path).st_ino == self._inode:
                     os.unlink(self._path)
             except FileNotFoundError:
                 pass
-        self._sock.close()
         with self._lock:
-            os.eventfd_write(self._wake, 1)  # an accept() in another thread wakes and sees closed
+            self._sock.close()
+            os.close(self._ready)
             os.close(self._wake)
+
+
+def _drain(fd: int) -> None:
+    try:
+        os.eventfd_read(fd)
+    except BlockingIOError:
+        pass

@@ -11,6 +11,7 @@ OpenSSL requires of a write that would block).
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import ssl
 from collections.abc import Callable, Sequence
@@ -64,22 +65,27 @@ class _NoPickleTransport(StreamTransport):
 
 
 def _reduce(transport: StreamTransport) -> tuple[Callable[..., object], tuple[object, ...]]:
-    from multiprocessing.reduction import DupFd
-
     fd = transport.read_fd()
     if fd is None:
         raise TypeError(f"a closed channel on {transport.url} cannot be passed on")
     return _rebuild, (
-        DupFd(fd),
+        transport.pickled_fds((fd,)),
         transport.url,
         transport._decoder._max,
         isinstance(transport, _NoPickleTransport),
     )
 
 
-def _rebuild(dup: Any, url: str, max_size: int, no_pickle: bool) -> StreamTransport:
-    sock = socket.socket(fileno=dup.detach())
+def _rebuild(shared: Any, url: str, max_size: int, no_pickle: bool) -> StreamTransport:
+    (fd,) = shared.detach()
+    sock = socket.socket(fileno=fd)
     return make_transport(sock, url, max_size, no_pickle=no_pickle)
+
+
+def _shutdown_write(fd: int) -> None:
+    """FIN on the connection under ``fd`` (through a duplicate: TLS keeps its own object)."""
+    with socket.socket(fileno=os.dup(fd)) as dup:
+        dup.shutdown(socket.SHUT_WR)
 
 
 def make_transport(
@@ -112,6 +118,8 @@ def make_transport(
             write=_tls_writer(sock),
             writev=_tls_vwriter(sock),
             readinto=_tls_reader(sock),
+            pending=sock.pending,
+            shutdown_write=lambda: _shutdown_write(fd),
         )
     send = sock.send
     sendmsg = sock.sendmsg
@@ -133,6 +141,7 @@ def make_transport(
         on_close=sock.close,
         write=write,
         writev=writev,
+        shutdown_write=lambda: sock.shutdown(socket.SHUT_WR),
     )
 
 

@@ -1,15 +1,34 @@
 """Frames over a pair of non-blocking byte-stream descriptors (pipes, sockets).
 
 Invariants:
-- A frame is either not started or finished: timeouts, shutdown and interrupts
-  act only at frame boundaries, so the peer never sees a torn frame from a live
-  sender. (A sender that dies mid-frame leaves a truncated stream, which the
-  receiver reports as ChannelClosed after the complete frames.)
+- A frame is either not started or finished: timeouts and shutdown act only at
+  frame boundaries, so the peer never sees a torn frame from a live sender. (A
+  sender that dies mid-frame leaves a truncated stream, which the receiver reports
+  as ChannelClosed after the complete frames.)
+- An interrupt (KeyboardInterrupt, any exception from a signal handler) can escape
+  between two writes of one frame. ``_wtorn`` is stored True before a write that
+  may leave part of a frame out and False only once the frame is whole, with plain
+  stores (a signal handler runs only at calls and backward jumps), so an exception
+  escaping in between leaves it set: the handle then ends its sending direction
+  (the peer sees the whole frames and then the end of the stream) and every later
+  send raises ChannelClosed saying why. Writes the kernel makes all-or-nothing (a
+  pipe write of at most PIPE_BUF bytes) need no marker. ``_rtorn`` does the same
+  for a read whose byte count was lost before the decoder recorded it.
+- ``_writing`` is the sender's claim (one sender per handle is the Channel's job;
+  the claim only keeps ``shutdown`` from writing end-of-stream into a frame). It
+  is taken and released by plain stores, never across a call, so no interrupt can
+  leave it held; a forked child drops a claim its parent's thread held.
 - The receiver reads in large chunks and decodes every frame in them, so a burst
   of small messages costs one system call, not two per message.
 - Waits go through ``poll`` on the data descriptor plus a per-handle eventfd that
   ``interrupt``/``shutdown`` signal; the eventfd is recreated after ``fork`` so a
   child's close never wakes the parent's waiters.
+- ``poll`` never reads: with nothing buffered in the handle it asks the kernel, so
+  a process that only polls leaves every byte to the other holders of the descriptor.
+- ``fileno`` is a :class:`Readiness` (made on first call, per process): readable
+  while a frame waits in this handle or bytes in the kernel. Keeping it costs a
+  system call only when the handle's buffer turns non-empty or empty, and nothing
+  until someone asks for ``fileno``.
 """
 
 from __future__ import annotations
@@ -17,7 +36,7 @@ from __future__ import annotations
 import errno
 import os
 import select
-import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -25,6 +44,8 @@ from ipckit._deadline import Deadline
 from ipckit._framing import FLAG_EOS, HEADER_SIZE, Frame, FrameDecoder, encode_header
 from ipckit._oserror import os_error_to_ipc
 from ipckit._transport import Capabilities, OutFrame, TransportStats
+from ipckit.backends._fdshare import Offers
+from ipckit.backends._readiness import Readiness
 from ipckit.backends._wake import Waker
 from ipckit.errors import ChannelClosed, Empty, Full, HandleClosed, ProtocolError
 
@@ -37,6 +58,20 @@ _POLL_BAD = select.POLLERR | select.POLLHUP | select.POLLNVAL
 _IOV_BATCH = 512
 
 _EOS_FRAME = encode_header(0, FLAG_EOS, 0)
+
+#: Every live transport of this process, for the fork hook.
+_LIVE: weakref.WeakSet[StreamTransport] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for transport in list(_LIVE):
+        try:
+            transport._after_fork()
+        except Exception:  # noqa: S110, BLE001 - one handle's trouble must not stop the others
+            pass
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _ms(deadline: Deadline) -> int | None:
@@ -69,7 +104,10 @@ class StreamTransport:
         write: Callable[[int, bytes], int] = os.write,
         writev: Callable[[int, Sequence[bytes | memoryview]], int] = os.writev,
         readinto: Callable[[int, memoryview], int] | None = None,
+        pending: Callable[[], int] | None = None,
+        shutdown_write: Callable[[], None] | None = None,
         write_batch: int = select.PIPE_BUF,
+        atomic_writes: bool = False,
     ) -> None:
         self.url = url
         self.capabilities = capabilities
@@ -87,19 +125,38 @@ class StreamTransport:
         # None: os.readv on the descriptor. A callable serves layers such as TLS, whose
         # bytes must come through an object; it raises BlockingIOError when none are ready.
         self._readinto = readinto
+        # Bytes such a layer holds already decrypted (the descriptor cannot show them).
+        self._pending = pending
+        # Ends the sending direction of a socket (FIN) so the peer sees the end at once.
+        self._shutdown_write = shutdown_write
         # Frames are grouped into writes of at most this many bytes. On a pipe,
         # PIPE_BUF makes each write all-or-nothing (pipe(7)), so a timeout never
         # leaves a small frame half-written and needing a reader to finish it.
         self._write_batch = write_batch
+        self._atomic = atomic_writes and write_batch <= select.PIPE_BUF
         self._eof = False  # the peer closed its side or sent end-of-stream
         self._broken: ProtocolError | None = None
         self._shut = False  # shutdown() was called on this handle
         self._eos_sent = False
         self._interrupted = False
-        self._wlock = threading.Lock()
+        self._writing = False  # the sender's claim; see the module docstring
+        self._wtorn = False  # part of a frame may be out and the rest not
+        self._rtorn = False  # bytes may have been read but not recorded
         self._waker = Waker()
+        self._flag = Readiness()
+        self._offers = Offers()
         self._rpoll: select.poll | None = None
         self._wpoll: select.poll | None = None
+        _LIVE.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: drop what belonged to the parent's threads and descriptors."""
+        if self._writing:
+            # A parent thread was sending: its frame is the parent's to finish, not ours.
+            self._writing = False
+            self._wtorn = False
+        offers, self._offers = self._offers, Offers()
+        offers.forget()  # our copies of the parent's offered duplicates
 
     # -- waiting ----------------------------------------------------------------------
 
@@ -145,23 +202,27 @@ class StreamTransport:
         rfd = self._rfd
         assert rfd is not None
         decoder = self._decoder
+        buf = decoder.buffer()
+        readinto = self._readinto
+        self._rtorn = True
         try:
-            readinto = self._readinto
-            if readinto is None:
-                n = os.readv(rfd, [decoder.buffer()])
-            else:
-                n = readinto(rfd, decoder.buffer())
+            n = os.readv(rfd, [buf]) if readinto is None else readinto(rfd, buf)
         except (BlockingIOError, InterruptedError):
+            self._rtorn = False
             return False
         except OSError as exc:
+            self._rtorn = False
             if exc.errno in (errno.ECONNRESET, errno.EPIPE):
                 n = 0
             else:
                 raise os_error_to_ipc(exc, f"reading from {self.url}") from exc
+        del buf
         if n == 0:
+            self._rtorn = False
             self._eof = True
             return True
         decoder.commit(n)
+        self._rtorn = False
         ready = self._ready
         while True:
             try:
@@ -185,66 +246,118 @@ class StreamTransport:
             )
         return ChannelClosed(f"end of stream on {self.url}: the peer closed or shut down")
 
+    def _read_torn(self) -> ProtocolError:
+        return ProtocolError(
+            f"a previous receive on {self.url} was interrupted (KeyboardInterrupt or another "
+            "exception from a signal handler) between reading bytes and recording them, so "
+            "where the next message starts is lost; close this channel"
+        )
+
+    def _only_sends(self) -> HandleClosed:
+        return HandleClosed(f"this end of {self.url} only sends; receive on the other end")
+
     def recv_frames(self, max_items: int, deadline: Deadline) -> list[Frame]:
         """Return 1..max_items frames; see :class:`~ipckit._transport.Transport`."""
         rfd = self._rfd
         if rfd is None:
-            raise HandleClosed(f"this end of {self.url} only sends")
+            raise self._only_sends()
         ready = self._ready
-        while not ready:
-            if self._broken is not None:
-                raise ProtocolError(
-                    f"{self.url} is broken by an earlier corrupt frame ({self._broken}); "
-                    "close this channel and reconnect"
-                )
-            if self._eof:
-                raise self._end_of_stream()
-            if self._read_some():
-                continue
-            if self._shut:
-                raise ChannelClosed(f"{self.url} was shut down and nothing is left")
-            if deadline.nonblocking or not self._wait(rfd, _POLLIN, deadline, True):
-                raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
-        if max_items == 1:
-            return [ready.popleft()]
-        out: list[Frame] = []
-        while ready and len(out) < max_items:
-            out.append(ready.popleft())
-        return out
+        try:
+            while not ready:
+                if self._rtorn:
+                    raise self._read_torn()
+                if self._broken is not None:
+                    raise ProtocolError(
+                        f"{self.url} is broken by an earlier corrupt frame ({self._broken}); "
+                        "close this channel and reconnect"
+                    )
+                if self._eof:
+                    raise self._end_of_stream()
+                if self._read_some():
+                    continue
+                if self._shut:
+                    raise ChannelClosed(f"{self.url} was shut down and nothing is left")
+                if deadline.nonblocking or not self._wait(rfd, _POLLIN, deadline, True):
+                    raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
+            if max_items == 1:
+                return [ready.popleft()]
+            out: list[Frame] = []
+            while ready and len(out) < max_items:
+                out.append(ready.popleft())
+            return out
+        finally:
+            if self._flag.armed:
+                self._sync_flag()
+
+    def _sync_flag(self) -> None:
+        """Keep ``fileno()`` readable exactly while a receive would not wait.
+
+        Lowering re-checks afterwards, because ``shutdown`` in another thread may
+        have raised it meanwhile.
+        """
+        flag = self._flag
+        extra = self._pending is not None and self._pending() > 0
+        if self._ready or self._eof or self._shut or self._broken or self._rtorn or extra:
+            flag.mark()
+        elif flag.marked:
+            flag.clear()
+            if self._ready or self._eof or self._shut:
+                flag.mark()
 
     def poll(self, deadline: Deadline) -> bool:
-        """True when a frame or the end of the stream is ready."""
+        """True when a frame, the end of the stream or bytes in the kernel are ready.
+
+        Never reads: with nothing buffered in this handle it asks the kernel, so the
+        bytes stay there for whichever holder of the descriptor receives them.
+        """
         rfd = self._rfd
         if rfd is None:
-            return False
-        while True:
-            if self._ready or self._eof:
-                return True
-            if self._read_some():
-                continue
-            if self._shut:
-                return True
-            if deadline.nonblocking or not self._wait(rfd, _POLLIN, deadline, True):
-                return False
+            raise self._only_sends()
+        if self._ready or self._eof or self._shut or self._broken or self._rtorn:
+            return True
+        if self._pending is not None and self._pending() > 0:
+            return True
+        return self._wait(rfd, _POLLIN, deadline, True)
 
     # -- sending ----------------------------------------------------------------------
 
+    def _send_torn(self) -> ChannelClosed:
+        return ChannelClosed(
+            f"a previous send on {self.url} was interrupted mid-frame (KeyboardInterrupt or "
+            "another exception from a signal handler), so nothing more can follow it on this "
+            "stream: the peer receives every whole message sent before it and then the end "
+            "of the stream; close this channel (ChannelClosed: its sending direction is over)"
+        )
+
     def send_frames(self, frames: Sequence[OutFrame], deadline: Deadline) -> None:
         """Write every frame in order; ``Full(sent=k)`` if time runs out between frames."""
+        if self._wtorn:
+            raise self._send_torn()
         wfd = self._wfd
         if wfd is None:
             if self._shut or self._eof:
                 raise self._closed_for_send()
             raise HandleClosed(f"this end of {self.url} only receives")
-        with self._wlock:
-            try:
-                if len(frames) == 1 and frames[0].nbytes + HEADER_SIZE <= self._write_batch:
-                    self._send_one_small(wfd, frames[0], deadline)
-                else:
-                    self._send_vectored(wfd, frames, deadline)
-            finally:
-                if self._shut and not self._eos_sent:
-                    self._finish_shutdown()
+        if self._writing:
+            if self._shut:
+                raise self._closed_for_send()
+            raise Full(f"another call is sending on {self.url} (a signal handler mid-send?)")
+        self._writing = True
+        try:
+            if len(frames) == 1 and frames[0].nbytes + HEADER_SIZE <= self._write_batch:
+                self._send_one_small(wfd, frames[0], deadline)
+            else:
+                self._send_vectored(wfd, frames, deadline)
+        finally:
+            # No call between the test and the release, so shutdown() sees either the
+            # claim still held (we write its end-of-stream) or released (it writes it).
+            if self._wtorn or (self._shut and not self._eos_sent):
+                try:
+                    self._end_writes()
+                finally:
+                    self._writing = False
+            else:
+                self._writing = False
 
     def _closed_for_send(self) -> ChannelClosed:
         if self._shut:
@@ -253,25 +366,31 @@ class StreamTransport:
 
     def _send_one_small(self, wfd: int, frame: OutFrame, deadline: Deadline) -> None:
         data = encode_header(frame.serializer_id, frame.flags, frame.nbytes) + frame.payload
+        guard = not self._atomic
         while True:
             if self._shut or self._eof:
                 raise self._closed_for_send()
+            self._wtorn = guard
             try:
                 n = self._write(wfd, data)
             except (BlockingIOError, InterruptedError):
+                self._wtorn = False  # nothing was written
                 if deadline.nonblocking or not self._wait(wfd, _POLLOUT, deadline, False):
                     raise Full(f"{self.url} stayed full for timeout={deadline.timeout}") from None
                 continue
             except OSError as exc:
+                self._wtorn = False
                 raise os_error_to_ipc(exc, f"writing to {self.url}") from exc
             if n < len(data):
-                # Only possible above PIPE_BUF: finish the frame whatever the deadline.
+                # A socket took part of it: finish the frame whatever the deadline.
                 self._write_rest(wfd, [memoryview(data)[n:]])
+            self._wtorn = False
             return
 
     def _send_vectored(self, wfd: int, frames: Sequence[OutFrame], deadline: Deadline) -> None:
         index = 0
         total = len(frames)
+        atomic = self._atomic
         while index < total:
             if self._shut or self._eof:
                 raise self._closed_for_send()
@@ -289,15 +408,18 @@ class StreamTransport:
                     bufs.append(memoryview(f.payload).cast("B"))
                 size += step
                 ends.append(size)
+            self._wtorn = not atomic or size > limit
             try:
                 n = self._writev(wfd, bufs)
             except (BlockingIOError, InterruptedError):
+                self._wtorn = False  # nothing was written
                 if deadline.nonblocking or not self._wait(wfd, _POLLOUT, deadline, False):
                     raise Full(
                         f"{self.url} stayed full for timeout={deadline.timeout}", sent=index
                     ) from None
                 continue
             except OSError as exc:
+                self._wtorn = False
                 raise os_error_to_ipc(exc, f"writing to {self.url}") from exc
             done = 0
             while done < len(ends) and ends[done] <= n:
@@ -306,6 +428,7 @@ class StreamTransport:
                 # Part of a frame is out: finish that frame, ignoring the deadline.
                 self._write_rest(wfd, _skip(bufs, n), until=ends[done] - n)
                 done += 1
+            self._wtorn = False
             index += done
 
     def _write_rest(self, wfd: int, bufs: list[memoryview], until: int | None = None) -> None:
@@ -326,7 +449,10 @@ class StreamTransport:
                 self._wait_writable_forever(wfd)
                 continue
             except OSError as exc:
-                raise os_error_to_ipc(exc, f"writing to {self.url}") from exc
+                err = os_error_to_ipc(exc, f"writing to {self.url}")
+                if isinstance(err, ChannelClosed):
+                    self._wtorn = False  # the reader is gone: no stream is left to protect
+                raise err from exc
             remaining -= n
             bufs = _skip(take, n)
 
@@ -342,6 +468,14 @@ class StreamTransport:
 
     # -- lifecycle --------------------------------------------------------------------
 
+    def _end_writes(self) -> None:
+        """Under the sender's claim: end-of-stream after shutdown, or abandon a torn frame."""
+        if self._wtorn:
+            self._eos_sent = True  # an end-of-stream frame inside a frame would be garbage
+            self._close_write()
+        elif self._shut and not self._eos_sent:
+            self._finish_shutdown()
+
     def _finish_shutdown(self) -> None:
         self._eos_sent = True
         wfd = self._wfd
@@ -355,22 +489,33 @@ class StreamTransport:
 
     def _close_write(self) -> None:
         wfd, self._wfd = self._wfd, None
-        if wfd is not None and wfd != self._rfd:
-            os.close(wfd)
         self._wpoll = None
+        if wfd is None:
+            return
+        if wfd != self._rfd:
+            os.close(wfd)
+        elif self._shutdown_write is not None:
+            try:
+                self._shutdown_write()
+            except OSError:
+                pass  # not connected any more: the peer has seen the end already
 
     def shutdown(self) -> None:
         """Send end-of-stream to the peer and stop sending; receivers drain, then end."""
         if self._shut:
             return
         self._shut = True
-        if self._wlock.acquire(blocking=False):
+        if not self._writing:
+            # No sender: take the claim (a store right after the test, no call between).
+            self._writing = True
             try:
-                if not self._eos_sent:
+                if not self._eos_sent and not self._wtorn:
                     self._finish_shutdown()
             finally:
-                self._wlock.release()
+                self._writing = False
         self._waker.signal()
+        if self._flag.armed:
+            self._sync_flag()
 
     def interrupt(self) -> None:
         """Wake blocked calls on this handle so they raise ``HandleClosed``."""
@@ -382,7 +527,10 @@ class StreamTransport:
         rfd, wfd = self._rfd, self._wfd
         self._rfd = self._wfd = None
         self._rpoll = self._wpoll = None
+        self._offers.revoke()
+        self._flag.close()
         self._waker.close()
+        _LIVE.discard(self)
         if self._on_close is not None:
             self._on_close()
             return
@@ -398,10 +546,21 @@ class StreamTransport:
         return TransportStats()
 
     def fileno(self) -> int:
-        """The receiving descriptor."""
-        if self._rfd is None:
+        """A descriptor that polls readable while a frame is ready here or in the kernel.
+
+        Level-triggered and exact for frames this handle has already decoded; bytes
+        of an incomplete frame in the kernel also make it readable (a receive then
+        finds nothing whole, as with any stream). Made in each process on first use.
+        """
+        rfd = self._rfd
+        if rfd is None:
             raise HandleClosed(f"this end of {self.url} has no receiving descriptor")
-        return self._rfd
+        flag = self._flag
+        if flag.armed:
+            return flag.fileno(rfd, False)
+        fd = flag.fileno(rfd, False)
+        self._sync_flag()
+        return fd
 
     def read_fd(self) -> int | None:
         """The receiving descriptor, or None (for reducers)."""
@@ -410,6 +569,10 @@ class StreamTransport:
     def write_fd(self) -> int | None:
         """The sending descriptor, or None (for reducers)."""
         return self._wfd
+
+    def pickled_fds(self, fds: tuple[int | None, ...]) -> object:
+        """A picklable handle on ``fds`` (see ``_fdshare``); offers die with this handle."""
+        return self._offers.pickled(fds, self.url)
 
     def reducer(self) -> tuple[Callable[..., object], tuple[object, ...]]:
         """How to rebuild this end in a child process."""

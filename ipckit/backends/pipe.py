@@ -2,7 +2,8 @@
 
 Two pipes make a duplex pair. The descriptors are close-on-exec, so unrelated
 programs started with ``exec`` never inherit them; ``multiprocessing`` children
-get them explicitly through pickling (``DupFd``), as ``multiprocessing.Pipe`` does.
+get them explicitly through pickling (``_fdshare``: passed along while
+multiprocessing starts a child, otherwise offered until the handle closes).
 """
 
 from __future__ import annotations
@@ -40,20 +41,14 @@ def _grow(fd: int) -> None:
 
 
 def _reduce(transport: StreamTransport) -> tuple[Callable[..., object], tuple[object, ...]]:
-    from multiprocessing.reduction import DupFd
-
-    rfd, wfd = transport.read_fd(), transport.write_fd()
-    return _rebuild, (
-        None if rfd is None else DupFd(rfd),
-        None if wfd is None else DupFd(wfd),
-        transport.url,
-        transport._decoder._max,
-    )
+    fds = (transport.read_fd(), transport.write_fd())
+    if fds == (None, None):
+        raise TypeError(f"a closed channel on {transport.url} cannot be passed on")
+    return _rebuild, (transport.pickled_fds(fds), transport.url, transport._decoder._max)
 
 
-def _rebuild(rdup: Any, wdup: Any, url: str, max_message_size: int) -> StreamTransport:
-    rfd = None if rdup is None else rdup.detach()
-    wfd = None if wdup is None else wdup.detach()
+def _rebuild(shared: Any, url: str, max_message_size: int) -> StreamTransport:
+    rfd, wfd = shared.detach()
     return _transport(rfd, wfd, url, max_message_size)
 
 
@@ -65,6 +60,7 @@ def _transport(rfd: int | None, wfd: int | None, url: str, max_size: int) -> Str
         max_message_size=max_size,
         capabilities=PIPE_CAPABILITIES,
         reducer=_reduce,
+        atomic_writes=True,  # pipe(7): a write of at most PIPE_BUF bytes is all-or-nothing
     )
 
 

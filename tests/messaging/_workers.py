@@ -78,7 +78,7 @@ def connect_and_die_mid_frame(url: str, options: dict[str, Any]) -> None:
     ch = ipckit.connect(url, timeout=30, **options)
     for i in range(3):
         ch.send(i, timeout=30)
-    os.write(ch.fileno(), encode_header(1, 0, 1 << 20) + bytes(1000))
+    os.write(ch._transport.write_fd(), encode_header(1, 0, 1 << 20) + bytes(1000))
     os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(60)
 

@@ -264,7 +264,7 @@ def test_port_zero_and_nodelay() -> None:
             [server] = accepter.join()
             with server:
                 for ch in (client, server):
-                    with socket.socket(fileno=os.dup(ch.fileno())) as sock:
+                    with socket.socket(fileno=os.dup(ch._transport.read_fd())) as sock:  # type: ignore[attr-defined]
                         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 

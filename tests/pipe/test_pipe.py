@@ -96,7 +96,9 @@ def test_send_to_gone_reader_raises_instead_of_sigpipe() -> None:
 def test_descriptors_not_inherited_by_exec() -> None:
     a, b = ipckit.pipe()
     with a, b:
-        ours = {a.fileno(), b.fileno(), a._transport.write_fd(), b._transport.write_fd()}  # type: ignore[attr-defined]
+        ours = {a.fileno(), b.fileno()}
+        for ch in (a, b):
+            ours |= {ch._transport.read_fd(), ch._transport.write_fd()}  # type: ignore[attr-defined]
         out = subprocess.run(
             [sys.executable, "-c", "import os; print(' '.join(os.listdir('/proc/self/fd')))"],
             check=False,
