@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ipckit._deadline import Deadline
-from ipckit._oserror import os_error_to_ipc
+from ipckit._oserror import os_error_to_ipc, translate_os_errors
 from ipckit._transport import Transport
 from ipckit._url import Endpoint, OptionSpec
 from ipckit.backends._handshake import client_handshake
@@ -70,12 +70,33 @@ TCP_OPTIONS: Mapping[str, OptionSpec] = {
 # -- addresses ---------------------------------------------------------------------------
 
 
+#: sun_path in struct sockaddr_un (unix(7)): 108 bytes, a path's terminating NUL included.
+SUN_PATH_MAX = 108
+
+
 def _unix_address(endpoint: Endpoint) -> str:
+    """The address to bind or connect, checked against sun_path before any system call."""
     address = endpoint.address
     if address.startswith("@"):
         if len(address) < 2:
             raise ConfigurationError(f"{endpoint.url}: an abstract name follows '@'")
+        size = len(os.fsencode(address[1:]))
+        if size > SUN_PATH_MAX - 1:
+            raise ConfigurationError(
+                f"{endpoint.url}: the abstract name is {size} bytes; at most "
+                f"{SUN_PATH_MAX - 1} fit (sun_path is {SUN_PATH_MAX} bytes, one of them the "
+                "leading NUL); use a shorter name"
+            )
         return "\0" + address[1:]
+    if "\0" in address:
+        raise ConfigurationError(f"{endpoint.url}: a socket path cannot contain a NUL byte")
+    size = len(os.fsencode(address))
+    if size > SUN_PATH_MAX - 1:
+        raise ConfigurationError(
+            f"{endpoint.url}: the socket path is {size} bytes; at most {SUN_PATH_MAX - 1} fit "
+            f"(sun_path is {SUN_PATH_MAX} bytes including the terminating NUL); use a shorter "
+            "path (e.g. a relative one, or under /run or /tmp) or an abstract name unix://@NAME"
+        )
     return address
 
 
@@ -340,17 +361,19 @@ class SocketBackend:
 
     def listen(self, endpoint: Endpoint, options: Mapping[str, Any]) -> SocketListener:
         """Bind and listen."""
-        if self.scheme == "unix":
-            return _listen_unix(endpoint, options)
-        return _listen_tcp(endpoint, options)
+        with translate_os_errors(f"listening on {endpoint.url}"):
+            if self.scheme == "unix":
+                return _listen_unix(endpoint, options)
+            return _listen_tcp(endpoint, options)
 
     def connect(
         self, endpoint: Endpoint, options: Mapping[str, Any], deadline: Deadline
     ) -> Transport:
         """Connect and run the client side of the handshake."""
-        if self.scheme == "unix":
-            return _connect_unix(endpoint, options, deadline)
-        return _connect_tcp(endpoint, options, deadline)
+        with translate_os_errors(f"connecting to {endpoint.url}"):
+            if self.scheme == "unix":
+                return _connect_unix(endpoint, options, deadline)
+            return _connect_tcp(endpoint, options, deadline)
 
 
 BACKENDS: dict[str, Any] = {
