@@ -22,6 +22,7 @@ import ssl
 import struct
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -76,7 +77,10 @@ class SocketListener:
 
     An acceptor thread accepts clients while the server is anywhere (not only inside
     :meth:`accept`), so ``connect()`` returns as soon as the handshake is done, as
-    ``multiprocessing``'s ``Client()`` does. Finished connections queue up to
+    ``multiprocessing``'s ``Client()`` does. A process that forks while none of its
+    threads is inside :meth:`accept` pauses its acceptor until it calls it again, so
+    a child that accepts on an inherited listener gets its clients; the child's
+    first ``accept()`` starts its own. Finished connections queue up to
     ``backlog``; past that the acceptor stops accepting and clients wait in the
     kernel's backlog. :meth:`fileno` is an eventfd readable while a finished
     connection is queued (level-triggered).
@@ -108,10 +112,14 @@ class SocketListener:
         self._creator = os.getpid()
         sock.setblocking(False)
         self._start()
+        _LIVE.add(self)
 
     def _start(self) -> None:
         """Per-process state and the acceptor thread (again in a forked child)."""
         self._pid = os.getpid()
+        # Set in a process that forks (see _pause_before_fork) until it accepts again.
+        self._paused = False
+        self._accepting = 0  # threads of this process inside accept()
         self._done: deque[Transport] = deque()
         self._pending: dict[threading.Thread, socket.socket] = {}
         self._lock = threading.Lock()
@@ -147,7 +155,11 @@ class SocketListener:
                 if self._closed:
                     return
                 busy = len(self._pending)
-                room = busy < MAX_PENDING_HANDSHAKES and busy + len(self._done) < self._backlog
+                room = (
+                    not self._paused
+                    and busy < MAX_PENDING_HANDSHAKES
+                    and busy + len(self._done) < self._backlog
+                )
             if room != listening:
                 if room:
                     poller.register(self._sock.fileno(), select.POLLIN)
@@ -231,6 +243,18 @@ class SocketListener:
         """The next connection whose handshake succeeded; ``Timeout`` when time runs out."""
         if self._pid != os.getpid() and not self._closed:
             self._restart_in_child()
+        elif self._paused:
+            self._paused = False
+            os.eventfd_write(self._wake, 1)
+        with self._lock:
+            self._accepting += 1
+        try:
+            return self._next(deadline)
+        finally:
+            with self._lock:
+                self._accepting -= 1
+
+    def _next(self, deadline: Deadline) -> Transport:
         poller = select.poll()
         poller.register(self._ready, select.POLLIN)
         while True:
@@ -296,6 +320,25 @@ class SocketListener:
             self._sock.close()
             os.close(self._ready)
             os.close(self._wake)
+
+
+_LIVE: weakref.WeakSet[SocketListener] = weakref.WeakSet()
+
+
+def _pause_before_fork() -> None:
+    # A process that forks may have made the listener for a child to accept on (a
+    # forked server): its acceptor must not take the child's clients. It accepts in
+    # the background again once it calls accept() itself; the child starts its own.
+    for listener in list(_LIVE):
+        if not listener._closed and listener._pid == os.getpid() and not listener._accepting:
+            listener._paused = True
+            try:
+                os.eventfd_write(listener._wake, 1)
+            except OSError:
+                pass
+
+
+os.register_at_fork(before=_pause_before_fork)
 
 
 def _drain(fd: int) -> None:
