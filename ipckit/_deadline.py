@@ -1,6 +1,7 @@
 """The one deadline helper behind every ``timeout=`` argument.
 
-``None`` waits forever, ``0`` never blocks, a positive number is seconds. Callers
+``None`` waits forever, ``0`` (or a negative number) never blocks, a positive
+number is seconds; ``inf`` and other huge values wait forever. Callers
 turn a timeout into a :class:`Deadline` once, at the API edge, and pass it down so
 that retries (``EINTR``, spurious wake-ups, lock waits) never restart the clock.
 """
@@ -15,6 +16,8 @@ from ipckit.errors import ConfigurationError
 __all__ = ["Deadline"]
 
 _monotonic = time.monotonic
+#: Timeouts above this many seconds (about 30 years) wait forever.
+_LONGEST = 1e9
 
 
 class Deadline:
@@ -32,9 +35,17 @@ class Deadline:
                 raise ConfigurationError(
                     f"timeout must be None, 0 or a number of seconds, not {timeout!r}"
                 ) from None
-            if seconds < 0 or math.isnan(seconds):
-                raise ConfigurationError(f"timeout must be None or >= 0, not {timeout!r}")
-            self._end = _monotonic() + seconds if seconds > 0 else 0.0
+            if math.isnan(seconds):
+                raise ConfigurationError(
+                    f"timeout must be None or a number of seconds, not {timeout!r}"
+                )
+            if seconds > _LONGEST:
+                # inf or 1e300: no system call takes that, and no caller means anything but
+                # "forever" by it.
+                self._end = None
+            else:
+                # A negative timeout means 0, as in multiprocessing's poll().
+                self._end = _monotonic() + seconds if seconds > 0 else 0.0
         self.timeout = timeout
 
     @property

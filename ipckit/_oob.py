@@ -22,11 +22,12 @@ from collections.abc import Callable, Sequence
 
 from typing_extensions import Buffer
 
-from ipckit._oserror import translate_os_errors
+from ipckit._oserror import no_space_error, translate_os_errors
 from ipckit.errors import ProtocolError
 
 __all__ = [
     "SHM_DIR",
+    "block_size",
     "discard_block",
     "map_block",
     "put_block",
@@ -91,6 +92,12 @@ def _parse(ref: Buffer) -> tuple[int, str]:
     if "/" in name or ".oob." not in name or name.startswith("."):
         raise ProtocolError(f"out-of-band reference names an unexpected object {name!r}")
     return total, name
+
+
+def block_size(ref: Buffer) -> int:
+    """The payload size a reference announces (0 for a reference too short to say)."""
+    view = memoryview(ref)
+    return int.from_bytes(view[:8], "little") if view.nbytes >= _REF.size else 0
 
 
 def read_block(ref: Buffer) -> bytes:

@@ -16,12 +16,15 @@
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 
 import posix_ipc
 
+from ipckit._critical import run_all
 from ipckit._deadline import Deadline
 from ipckit._oserror import translate_os_errors
 
@@ -44,18 +47,20 @@ os.register_at_fork(after_in_child=_refresh_pid)
 _LOCK_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
 _LOCK_UN = fcntl.LOCK_UN
 _flock = fcntl.flock
+#: Tells this process's locks apart in the shared ``gen`` word (the pid tells processes).
+_TOKENS = itertools.count(1)
 
 
 class FileLock:
     """An exclusive lock that its holder's death releases (taken without waiting)."""
 
-    __slots__ = ("_fd", "path")
+    __slots__ = ("fd", "path")
 
     def __init__(self, path: str, *, create: bool, mode: int = 0o600) -> None:
         self.path = path
         flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
         with translate_os_errors(f"opening lock file {path}"):
-            self._fd = os.open(path, flags, mode)
+            self.fd = os.open(path, flags, mode)
 
     def reopen(self) -> None:
         """Open a fresh descriptor after ``fork``.
@@ -68,27 +73,27 @@ class FileLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:
             return  # the channel was unlinked; nothing left to protect
-        old, self._fd = self._fd, fd
+        old, self.fd = self.fd, fd
         if old >= 0:
             os.close(old)
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free, without waiting."""
         try:
-            _flock(self._fd, _LOCK_EX_NB)
+            _flock(self.fd, _LOCK_EX_NB)
         except BlockingIOError:
             return False
         return True
 
     def release(self) -> None:
         """Let the next holder in."""
-        _flock(self._fd, _LOCK_UN)
+        _flock(self.fd, _LOCK_UN)
 
     def close(self) -> None:
         """Close the descriptor (dropping the lock if held)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class Doorbell:
@@ -155,19 +160,37 @@ class RobustLock:
     """A POSIX-semaphore mutex that survivors take over when its holder dies.
 
     A semaphore pair costs 0.2 us here against 1 us for ``flock``, but the kernel
-    does not release it on death. So the holder writes its pid into a shared word
-    (``owner``) right after taking it and clears it before giving it back, and a
-    waiter that finds the owner dead takes the lock over. Takeovers are
-    serialised by an ``flock`` on a recovery file, used only on that slow path, so
-    exactly one survivor inherits the lock. A holder killed in the instant
-    between taking the semaphore and writing its pid leaves the owner word at 0;
-    that lock is taken over after ``orphan_after`` seconds (10) without progress;
-    should the holder only have stalled that long, its release notices the new
-    generation and leaves the semaphore alone, so there is never a second token.
+    does not release it on death. So the holder's pid (``owner``) and its handle's
+    token (``gen``, unique among this process's locks) are written into shared
+    words in the same C-level step that takes the semaphore (see
+    :mod:`ipckit._critical`: no signal handler can run in between), and the owner
+    is cleared by the store just before the releasing call. A waiter that finds the
+    owner dead takes the lock over; takeovers are serialised by an ``flock`` on a
+    recovery file, used only on that slow path, so exactly one survivor inherits
+    the lock. A holder SIGKILLed between the two C calls leaves the owner word at 0;
+    that lock is taken over after ``orphan_after`` seconds (10) without progress.
     A SIGSTOPped holder is alive, so it is never robbed: waiters time out.
+
+    Callers release with plain loads and one call, never through a Python method
+    (whose entry a handler could interrupt)::
+
+        if words[lock.owner_at] == lock.pid and words[lock.gen_at] == lock.token:
+            words[lock.owner_at] = 0
+            lock.give()
     """
 
-    __slots__ = ("_gen", "_gen_at", "_mine", "_owner", "_owner_at", "_recovery", "_sem", "name")
+    __slots__ = (
+        "_now",
+        "_recovery",
+        "_sem",
+        "gen_at",
+        "give",
+        "name",
+        "owner_at",
+        "pid",
+        "token",
+        "words",
+    )
 
     def __init__(
         self,
@@ -185,54 +208,58 @@ class RobustLock:
         with translate_os_errors(f"opening semaphore {name}"):
             self._sem = posix_ipc.Semaphore(name, flags, mode=mode, initial_value=1)
         self._recovery = FileLock(recovery_path, create=create, mode=mode)
-        self._owner = words
-        self._owner_at = owner_at
-        self._gen = words
-        self._gen_at = gen_at
-        self._mine = -1  # the generation this handle holds the lock as
+        self.words = words
+        self.owner_at = owner_at
+        self.gen_at = gen_at
+        self.token = next(_TOKENS) & 0xFFFFFFFF or 1
+        self._bind()
 
-    def _took(self) -> None:
-        words = self._owner
-        words[self._owner_at] = _PID[0]
-        self._mine = words[self._gen_at] = (words[self._gen_at] + 1) & 0xFFFFFFFF
+    def _bind(self) -> None:
+        self.pid = os.getpid()
+        self.give: Callable[[], None] = self._sem.release
+        self._now = self._steps(partial(self._sem.acquire, 0))
+
+    def _steps(self, acquire: Callable[[], object]) -> tuple[Callable[[], object], ...]:
+        words = self.words
+        return (
+            acquire,
+            partial(words.__setitem__, self.owner_at, self.pid),
+            partial(words.__setitem__, self.gen_at, self.token),
+        )
+
+    def held(self) -> bool:
+        """True while this handle holds the lock."""
+        words = self.words
+        return words[self.owner_at] == self.pid and words[self.gen_at] == self.token
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free, without waiting (the hot path)."""
         try:
-            self._sem.acquire(0)
+            run_all(self._now)
         except posix_ipc.BusyError:
             return False
-        words = self._owner
-        words[self._owner_at] = _PID[0]
-        self._mine = words[self._gen_at] = (words[self._gen_at] + 1) & 0xFFFFFFFF
         return True
 
     def acquire(
         self, deadline: Deadline, interrupted: Callable[[], bool], orphan_after: float = 10.0
     ) -> bool:
         """Take the lock by ``deadline``; False on timeout or interruption."""
-        sem = self._sem
-        try:
-            sem.acquire(0)
-            self._took()
+        if self.try_acquire():
             return True
-        except posix_ipc.BusyError:
-            pass
         if deadline.nonblocking:
             return False
-        words = self._owner
-        seen = (words[self._owner_at], words[self._gen_at])
+        words = self.words
+        seen = (words[self.owner_at], words[self.gen_at])
         still_since = time.monotonic()
         while True:
             try:
-                sem.acquire(deadline.slice(0.002))
-                self._took()
+                run_all(self._steps(partial(self._sem.acquire, deadline.slice(0.002))))
                 return True
             except posix_ipc.BusyError:
                 pass
             if interrupted() or deadline.expired():
                 return False
-            now = (words[self._owner_at], words[self._gen_at])
+            now = (words[self.owner_at], words[self.gen_at])
             if now != seen:
                 seen, still_since = now, time.monotonic()
                 continue
@@ -242,27 +269,26 @@ class RobustLock:
                 return True
 
     def _take_over(self, seen: tuple[int, int]) -> bool:
-        if not self._recovery.try_acquire():
-            return False
+        recovery = self._recovery
         try:
-            words = self._owner
-            if (words[self._owner_at], words[self._gen_at]) != seen or self._sem.value:
+            if not recovery.try_acquire():
+                return False
+            words = self.words
+            if (words[self.owner_at], words[self.gen_at]) != seen or self._sem.value:
                 return False  # someone else recovered it, or it was released
-            self._took()
+            # Two adjacent stores: the dead holder's token is ours now.
+            words[self.owner_at] = self.pid
+            words[self.gen_at] = self.token
             return True
         finally:
-            self._recovery.release()
+            _flock(recovery.fd, _LOCK_UN)  # harmless when not held; first call here
 
     def release(self) -> None:
-        """Give the lock back (unless a survivor took it over meanwhile)."""
-        words = self._owner
-        if words[self._gen_at] != self._mine:
-            # We stalled so long that the lock was taken over (see orphan_after); the
-            # new holder owns the semaphore's token now, and releasing it again would
-            # let two holders in from then on.
-            return
-        words[self._owner_at] = 0
-        self._sem.release()
+        """Give the lock back if this handle holds it (not on a path an interrupt may cut)."""
+        words = self.words
+        if words[self.owner_at] == self.pid and words[self.gen_at] == self.token:
+            words[self.owner_at] = 0
+            self.give()
 
     def close(self) -> None:
         """Close this process's handles."""
@@ -270,5 +296,6 @@ class RobustLock:
         self._recovery.close()
 
     def reopen(self) -> None:
-        """Fresh descriptors after fork (the recovery file's flock is per description)."""
+        """After fork: this process's pid, and fresh descriptors (flock is per description)."""
         self._recovery.reopen()
+        self._bind()

@@ -8,8 +8,11 @@ timeouts, batching, per-handle thread safety, statistics, closing and pickling.
 
 from __future__ import annotations
 
+import operator
+import os
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -17,6 +20,7 @@ from typing import Any, Self
 
 from typing_extensions import Buffer
 
+from ipckit._critical import Mutex
 from ipckit._deadline import FOREVER, Deadline
 from ipckit._framing import Frame
 from ipckit._transport import Capabilities, ListenerTransport, OutFrame, Transport
@@ -28,6 +32,7 @@ from ipckit.errors import (
     Empty,
     Full,
     HandleClosed,
+    IPCError,
     MessageTooLarge,
     SerializationError,
     Timeout,
@@ -85,6 +90,22 @@ class ChannelStats:
     extra: Mapping[str, int | float | str] = field(default_factory=dict)
 
 
+_get_ident = threading.get_ident
+
+# Every open handle, so that a forked child gets free locks: the parent's may be held
+# by a thread that does not exist in the child (os.fork(7): only the caller is copied).
+_LIVE: weakref.WeakSet[Channel] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for channel in list(_LIVE):
+        channel._send_lock.reset()
+        channel._recv_lock.reset()
+        channel._lent = None  # a view lent in the parent is the parent's to give back
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 # NamedTuple's generated __new__ is a Python function; building through tuple's is
 # several times cheaper on the per-message path and gives the same object.
 _out_frame = tuple.__new__
@@ -112,6 +133,18 @@ def _nbytes(payload: Buffer) -> int:
     return memoryview(payload).nbytes
 
 
+def _count(max_items: Any) -> int:
+    try:
+        count = operator.index(max_items)
+    except TypeError:
+        raise ConfigurationError(
+            f"max_items must be a whole number of messages, not {type(max_items).__name__}"
+        ) from None
+    if count < 1:
+        raise ConfigurationError(f"max_items must be at least 1, not {count}")
+    return count
+
+
 class Channel:
     """One handle on a channel: send and receive messages, whatever the transport.
 
@@ -136,14 +169,17 @@ class Channel:
         self._dumps = ser.dumps
         self._loads = ser.loads
         self._max = max_message_size
-        self._send_lock = threading.Lock()
-        self._recv_lock = threading.Lock()
+        self._send_lock = Mutex()
+        self._recv_lock = Mutex()
         self._closed = False
-        self._view: MessageView | None = None
+        # The give-back of a lent MessageView, held here (not the view itself) so a
+        # view that is dropped is collected and gives its message back.
+        self._lent: Callable[[bool], None] | None = None
         self._messages_sent = 0
         self._messages_received = 0
         self._bytes_sent = 0
         self._bytes_received = 0
+        _LIVE.add(self)
 
     # -- properties -------------------------------------------------------------------
 
@@ -236,22 +272,29 @@ class Channel:
         if frames:
             self._send(frames, timeout)
 
-    def _take(
-        self, lock: threading.Lock, timeout: float | None, error: type[Timeout], doing: str
-    ) -> Deadline:
-        """Take this handle's send or receive lock within ``timeout``; return the deadline."""
-        if timeout is None:
-            lock.acquire()
-            return FOREVER
-        deadline = Deadline(timeout)
-        if not lock.acquire(timeout=deadline.remaining() or 0):
-            raise error(f"another thread is still {doing} on {self.url}; timed out waiting")
-        return deadline
+    def _reentered(self, doing: str) -> IPCError:
+        return IPCError(
+            f"this thread is already {doing} on {self.url} (a signal handler or finaliser "
+            "called back into the same handle, or a MessageView is still lent): release "
+            "the view, or use another handle"
+        )
+
+    def _busy(self, error: type[Timeout], doing: str) -> Timeout:
+        return error(f"another thread is still {doing} on {self.url}; timed out waiting")
+
+    # The send and receive paths below follow the interrupt-safe lock pattern of
+    # ipckit._critical (take inside the try; plain loads, a store and the release
+    # call first in the finally); keep them that way when editing.
 
     def _send(self, frames: tuple[OutFrame, ...] | list[OutFrame], timeout: float | None) -> None:
         lock = self._send_lock
-        deadline = self._take(lock, timeout, Full, "sending")
+        me = _get_ident()
+        if lock.owner == me:
+            raise self._reentered("sending")
+        deadline = FOREVER if timeout is None else Deadline(timeout)
         try:
+            if not lock.take(me, deadline.remaining()):
+                raise self._busy(Full, "sending")
             if self._closed:
                 raise self._closed_error()
             self._transport.send_frames(frames, deadline)
@@ -266,14 +309,21 @@ class Channel:
             self._bytes_sent += sum(f.nbytes for f in frames[: exc.sent])
             raise
         finally:
-            lock.release()
+            if lock.owner == me:
+                lock.owner = 0
+                lock.release()
 
     # -- receiving --------------------------------------------------------------------
 
     def _recv_frames(self, max_items: int, timeout: float | None) -> list[Frame]:
         lock = self._recv_lock
-        deadline = self._take(lock, timeout, Empty, "receiving")
+        me = _get_ident()
+        if lock.owner == me:
+            raise self._reentered("receiving")
+        deadline = FOREVER if timeout is None else Deadline(timeout)
         try:
+            if not lock.take(me, deadline.remaining()):
+                raise self._busy(Empty, "receiving")
             if self._closed:
                 raise self._closed_error()
             frames = self._transport.recv_frames(max_items, deadline)
@@ -285,7 +335,9 @@ class Channel:
                 self._bytes_received += sum([_nbytes(f.payload) for f in frames])
             return frames
         finally:
-            lock.release()
+            if lock.owner == me:
+                lock.owner = 0
+                lock.release()
 
     def _decode(self, frame: Frame) -> Any:
         ident = frame.serializer_id
@@ -350,33 +402,55 @@ class Channel:
         :meth:`recv_bytes`.
         """
         lock = self._recv_lock
-        deadline = self._take(lock, timeout, Empty, "receiving")
+        me = _get_ident()
+        if lock.owner == me:
+            raise self._reentered("receiving")
+        deadline = FOREVER if timeout is None else Deadline(timeout)
+        lent = False
         try:
+            if not lock.take(me, deadline.remaining()):
+                raise self._busy(Empty, "receiving")
             if self._closed:
                 raise self._closed_error()
             borrow = getattr(self._transport, "recv_view", None)
             if borrow is not None:
-                frame, give_back = borrow(deadline)
+                frame, give_back, in_place = borrow(deadline)
             else:
                 frame = self._transport.recv_frames(1, deadline)[0]
-                give_back = None
-        except BaseException:
-            lock.release()
-            raise
-        size = _nbytes(frame.payload)
+                give_back, in_place = None, False
+            done = [False]
+
+            def release(forced: bool) -> None:
+                # Idempotent, from any thread; forced at close(), whatever is still exported.
+                if done[0]:
+                    return
+                done[0] = True
+                self._lent = None
+                if forced:
+                    try:
+                        data.release()
+                    except BufferError:
+                        pass  # an array made from it lives on; the transport copes
+                try:
+                    if give_back is not None:
+                        give_back()
+                finally:
+                    if lock.owner == me:
+                        lock.owner = 0
+                        lock.release()
+
+            data = memoryview(frame.payload).toreadonly()
+            view = MessageView(data, frame.serializer_id, release, in_place=in_place)
+            self._lent = release
+            lent = True
+        finally:
+            # Until the view exists the lock is this call's to give back; from then on the view's.
+            if not lent and lock.owner == me:
+                lock.owner = 0
+                lock.release()
+        size = view.data.nbytes
         self._messages_received += 1
         self._bytes_received += size
-
-        def release() -> None:
-            self._view = None
-            try:
-                if give_back is not None:
-                    give_back()
-            finally:
-                lock.release()
-
-        view = MessageView(memoryview(frame.payload).toreadonly(), frame.serializer_id, release)
-        self._view = view
         return view
 
     def recv_many(self, max_items: int = 100, *, timeout: float | None = None) -> list[Any]:
@@ -386,9 +460,48 @@ class Channel:
         already there without waiting. Raises as :meth:`recv`; a message that fails
         to decode raises after the ones before it are counted as received.
         """
-        if max_items < 1:
-            raise ConfigurationError(f"max_items must be at least 1, not {max_items}")
-        return [self._decode(f) for f in self._recv_frames(max_items, timeout)]
+        return [self._decode(f) for f in self._recv_frames(_count(max_items), timeout)]
+
+    def recv_bytes_into(
+        self, buffer: Buffer, offset: int = 0, *, timeout: float | None = None
+    ) -> int:
+        """Receive one message's raw payload into ``buffer`` at ``offset``; return its size.
+
+        ``buffer`` is any writable buffer (a ``bytearray``, a preallocated numpy
+        array); on ``shm://`` the bytes are copied straight out of shared memory.
+
+        Raises:
+            MessageTooLarge: the message does not fit; ``needed`` says how many bytes
+                (from ``offset``) it takes, and ``payload`` holds the message, which is
+                consumed: nothing is lost.
+            ValueError: ``buffer`` is read-only or ``offset`` is outside it.
+            Empty, ChannelClosed, ProtocolError: as :meth:`recv_bytes`.
+        """
+        target = memoryview(buffer)
+        if target.readonly:
+            raise ConfigurationError("recv_bytes_into needs a writable buffer, not a read-only one")
+        target = target.cast("B") if target.c_contiguous else target
+        if not target.c_contiguous:
+            raise ConfigurationError("recv_bytes_into needs a contiguous buffer")
+        offset = operator.index(offset)
+        room = target.nbytes - offset
+        if offset < 0 or room < 0:
+            raise ConfigurationError(
+                f"offset={offset} is outside the buffer of {target.nbytes} bytes"
+            )
+        with self.recv_view(timeout=timeout) as view:
+            size = view.data.nbytes
+            if size > room:
+                exc = MessageTooLarge(
+                    f"a message of {size} bytes does not fit in the {room} bytes left in "
+                    f"the buffer from offset={offset}; the message is in this exception's "
+                    "payload attribute, pass a larger buffer for the next one"
+                )
+                exc.needed = size  # type: ignore[attr-defined]
+                exc.payload = bytes(view.data)  # type: ignore[attr-defined]
+                raise exc
+            target[offset : offset + size] = view.data
+        return size
 
     def poll(self, timeout: float | None = 0.0) -> bool:
         """True if a message (or the end of the stream) is ready to receive."""
@@ -427,13 +540,30 @@ class Channel:
         if self._closed:
             return
         self._closed = True
-        view = self._view
-        if view is not None:
-            # The view holds the receive lock: give it back, or close would wait forever.
-            view.release()
+        lent = self._lent
+        if lent is not None:
+            # A lent view holds the receive lock: give it back, or close would wait forever.
+            lent(True)
         self._transport.interrupt()
-        with self._send_lock, self._recv_lock:
+        # Wait for calls in progress on other threads (interrupt() wakes them). A lock this
+        # thread holds (close() from a signal handler that interrupted a call) is not waited for.
+        me = _get_ident()
+        send, recv = self._send_lock, self._recv_lock
+        wait_send = send.owner != me
+        wait_recv = recv.owner != me
+        try:
+            if wait_send:
+                send.take(me, None)
+            if wait_recv:
+                recv.take(me, None)
             self._transport.close()
+        finally:
+            if wait_recv and recv.owner == me:
+                recv.owner = 0
+                recv.release()
+            if wait_send and send.owner == me:
+                send.owner = 0
+                send.release()
 
     def unlink(self) -> None:
         """Remove the channel's named OS objects (the creator's job); idempotent.
@@ -507,23 +637,52 @@ class MessageView:
 
     ``data`` is a read-only ``memoryview`` valid until :meth:`release` (or the end
     of the ``with`` block); copy what you need to keep with ``bytes(view.data)``.
+    A view that is dropped unreleased gives its message back when it is collected,
+    with a ``ResourceWarning``.
+
+    On ``shm://`` the bytes live in the ring and are reused once given back, so
+    :meth:`release` refuses (``BufferError``) while a slice or array made from
+    ``data`` is still alive: nothing can read another message's bytes through it.
+    Elsewhere such a slice keeps its memory valid and release goes ahead.
     """
 
-    def __init__(self, data: memoryview, serializer_id: int, release: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        data: memoryview,
+        serializer_id: int,
+        release: Callable[[bool], None],
+        *,
+        in_place: bool = False,
+    ) -> None:
         self.data = data
         self.serializer_id = serializer_id
-        self._release: Callable[[], None] | None = release
+        self._in_place = in_place
+        self._release: Callable[[bool], None] | None = release
 
     def release(self) -> None:
-        """Give the payload back; idempotent. ``data`` is unusable afterwards."""
-        release, self._release = self._release, None
-        if release is not None:
-            try:
-                self.data.release()
-            except BufferError:
-                pass  # a slice of it is still in use; the locks must be given back anyway
-            finally:
-                release()
+        """Give the payload back; idempotent. ``data`` is unusable afterwards.
+
+        Raises:
+            BufferError: on ``shm://``, a slice, array or view made from ``data`` is
+                still alive; delete it (copy what you need first) and release again.
+                The message stays lent meanwhile.
+        """
+        release = self._release
+        if release is None:
+            return
+        try:
+            self.data.release()
+        except BufferError:
+            if self._in_place:
+                raise BufferError(
+                    "a slice, array or view made from this MessageView's data is still "
+                    "alive, and the bytes are about to be reused for other messages: "
+                    "delete it (copy what you need with bytes() first), then release() "
+                    "again; until then the message stays lent and other receivers wait"
+                ) from None
+            # Elsewhere the exporter keeps its own memory alive: nothing can go stale.
+        self._release = None
+        release(False)
 
     def __len__(self) -> int:
         return self.data.nbytes
@@ -544,16 +703,19 @@ class MessageView:
 
     def __del__(self) -> None:
         if getattr(self, "_release", None) is not None:
+            try:
+                self.release()
+            except BufferError:
+                pass  # an array made from it lives on: the handle's close() gives it back
+            except Exception:  # noqa: S110 - nothing useful to do while collecting garbage
+                pass
             warnings.warn(
-                "an ipckit MessageView was never released; use it in a with block",
+                "an ipckit MessageView was never released; use it in a with block "
+                "or call release()",
                 ResourceWarning,
                 stacklevel=2,
                 source=self,
             )
-            try:
-                self.release()
-            except Exception:  # noqa: S110 - nothing useful to do while collecting garbage
-                pass
 
 
 def _rebuild_channel(
@@ -699,6 +861,8 @@ def pipe(
     from ipckit.backends.pipe import make_pipe_pair
 
     max_size = COMMON_OPTIONS["max_message_size"].convert("max_message_size", max_message_size)
+    if max_size < 1:
+        raise ConfigurationError(f"max_message_size must be at least 1 byte, not {max_size}")
     resolve_serializer(serializer)
     left, right = make_pipe_pair(duplex=duplex, max_message_size=max_size)
     return (

@@ -25,7 +25,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing import resource_tracker, shared_memory
-from typing import Any
+from typing import Any, TypeVar
 
 from ipckit import _oob
 from ipckit._deadline import Deadline
@@ -43,11 +43,14 @@ from ipckit.errors import (
     Empty,
     Full,
     HandleClosed,
+    MessageTooLarge,
     ProtocolError,
     TransportError,
 )
 
 __all__ = ["BACKENDS", "ShmBackend", "ShmTransport"]
+
+_T = TypeVar("_T")
 
 SHM_CAPABILITIES = Capabilities(
     native_message_size=None,
@@ -178,6 +181,8 @@ class ShmTransport:
         self._bells: list[Doorbell] = []
         self._made_segment = False
         self._saw_oob = False
+        self._committed = 0
+        self._max = max_message_size
         try:
             if create:
                 self._create(capacity, max_message_size)
@@ -298,12 +303,14 @@ class ShmTransport:
         for lock in self._locks:
             lock.reopen()
 
-    def _setup(self, buf: memoryview, capacity: int, max_message_size: int) -> None:
+    def _setup(self, buf: memoryview, capacity: int, segment_max: int) -> None:
         self._buf = buf
         self._q = buf.cast("Q")
         self._w = buf.cast("I")
         self._capacity = capacity
-        self._max = max_message_size
+        # The creator's limit bounds every record structurally; this handle's own
+        # max_message_size (an attacher's may be smaller) is what it accepts.
+        self._segment_max = segment_max
         self._inline = ring.inline_limit(capacity)
 
     def _release(self) -> None:
@@ -320,7 +327,16 @@ class ShmTransport:
                 if hasattr(self, view):
                     getattr(self, view).release()
             self._buf = self._q = self._w = memoryview(b"")
-            shm.close()
+            try:
+                shm.close()
+            except BufferError:
+                # A slice or array made from a lent view is still alive: leave the mapping
+                # to it (unmapped when it dies) and close the descriptor now.
+                fd = shm._fd  # type: ignore[attr-defined]
+                shm._mmap = None  # type: ignore[attr-defined]
+                if fd >= 0:
+                    shm._fd = -1  # type: ignore[attr-defined]
+                    os.close(fd)
 
     def close(self) -> None:
         """Detach this handle; the queue lives on for the others."""
@@ -342,12 +358,18 @@ class ShmTransport:
     def shutdown(self) -> None:
         """Mark the queue finished for every handle and wake every sleeper."""
         w = self._w
-        locked = self._send_lock.acquire(Deadline(1.0), lambda: False)
-        try:
+
+        def mark() -> bool:
             w[_FLAGS] = w[_FLAGS] | ring.SHUT_FLAG
-        finally:
-            if locked:
-                self._send_lock.release()
+            return True
+
+        # Under the send lock, so no record is committed after receivers saw the end; a
+        # lock that stays busy for a second (a SIGSTOPped holder) must not stop shutdown.
+        if (
+            self._locked(self._send_lock, _DIRTY_SEND, _RECOVERIES_SEND, Deadline(1.0), mark)
+            is None
+        ):
+            mark()
         self._items.ring(w[_RECV_WAITERS] + 1)
         self._space.ring(w[_SEND_WAITERS] + 1)
 
@@ -357,22 +379,49 @@ class ShmTransport:
     def _gone(self) -> bool:
         return self._interrupted
 
-    # -- locks ------------------------------------------------------------------------
+    # -- the critical section ---------------------------------------------------------
 
-    def _lock(
-        self, lock: RobustLock, dirty_at: int, recoveries_at: int, deadline: Deadline
-    ) -> bool:
-        if not lock.acquire(deadline, self._gone):
-            if self._interrupted:
-                raise HandleClosed(f"this handle on {self.url} was closed")
-            return False
+    def _locked(
+        self,
+        lock: RobustLock,
+        dirty_at: int,
+        recoveries_at: int,
+        wait: Deadline | None,
+        work: Callable[[], _T],
+    ) -> _T | None:
+        """Run ``work`` holding ``lock``: the one critical section of this module.
+
+        ``wait=None`` takes the lock only if it is free now. Returns ``None`` when the
+        lock was not taken in time (``work`` must not return ``None`` itself). The
+        lock is taken and its owner recorded in one step, and given back by plain
+        stores and one call first in ``finally``, so no interrupt (Ctrl-C) at any
+        point can leave it held (see :mod:`ipckit._critical`).
+        """
         w = self._w
-        if w[dirty_at]:
-            # The previous holder died inside its critical section. Nothing it wrote
-            # was published, so there is nothing to undo: count it and go on.
-            self._q[recoveries_at] += 1
-        w[dirty_at] = 1
-        return True
+        try:
+            if wait is None:
+                if not lock.try_acquire():
+                    return None
+            elif not lock.acquire(wait, self._gone):
+                if self._interrupted:
+                    raise HandleClosed(f"this handle on {self.url} was closed")
+                return None
+            if w[dirty_at]:
+                # The previous holder died inside its critical section. Nothing it wrote
+                # was published, so there is nothing to undo: count it and go on.
+                self._q[recoveries_at] += 1
+            w[dirty_at] = 1
+            return work()
+        finally:
+            if w[lock.owner_at] == lock.pid and w[lock.gen_at] == lock.token:
+                w[dirty_at] = 0
+                w[lock.owner_at] = 0
+                lock.give()
+
+    def _wake(self, bell: Doorbell, waiters_at: int) -> None:
+        waiting = self._w[waiters_at]
+        if waiting:
+            bell.ring_if_below(waiting)
 
     # -- sending ----------------------------------------------------------------------
 
@@ -381,16 +430,18 @@ class ShmTransport:
         if len(frames) == 1 and self._send_one_fast(frames[0]):
             return
         oob: dict[int, bytes] = {}
-        sent = 0
+        # How many frames are committed (published in the ring): set by a store right
+        # after the store that publishes them, so an interrupt anywhere leaves it exact.
+        self._committed = 0
         try:
             for i, f in enumerate(frames):
                 if f.nbytes > self._inline:
                     oob[i] = _oob.put_block(self._names.oob_prefix, [f.payload], self._mode)
             total = len(frames)
-            while sent < total:
-                sent = self._send_some(frames, sent, oob, deadline)
-        except BaseException as exc:
-            committed = exc.sent if isinstance(exc, Full) else sent
+            while self._committed < total:
+                self._send_some(frames, self._committed, oob, deadline)
+        except BaseException:
+            committed = self._committed
             for index, ref in oob.items():
                 if index >= committed:  # blocks of committed records belong to receivers now
                     _oob.discard_block(ref)
@@ -399,120 +450,88 @@ class ShmTransport:
     def _send_one_fast(self, f: OutFrame) -> bool:
         """One inline frame with the lock free and room in the ring: the common case.
 
-        The same steps as the general path, flattened, because at a million
-        messages a second every Python call counts. False: take the general path.
+        False: take the general path (lock busy, ring full, shut down, out of band).
         """
-        length = f.nbytes
-        if length > self._inline or self._interrupted:
+        if f.nbytes > self._inline or self._interrupted or self._w[_FLAGS] & ring.SHUT_FLAG:
             return False
-        w = self._w
-        if w[_FLAGS] & ring.SHUT_FLAG:
+        self._committed = 0
+        done = self._locked(
+            self._send_lock,
+            _DIRTY_SEND,
+            _RECOVERIES_SEND,
+            None,
+            lambda: not self._is_shut() and self._write_records(self._buf, (f,), 0, {}) == 1,
+        )
+        if not done:
             return False
-        lock = self._send_lock
-        if not lock.try_acquire():
-            return False
-        q = self._q
-        if w[_DIRTY_SEND]:
-            q[_RECOVERIES_SEND] += 1
-        w[_DIRTY_SEND] = 1
-        try:
-            if w[_FLAGS] & ring.SHUT_FLAG:
-                return False  # shut down while we took the lock: the general path says so
-            capacity = self._capacity
-            tail = q[_TAIL]
-            record = (HEADER_SIZE + length + 15) & ~15
-            pos = tail % capacity
-            used = tail + record - q[_HEAD]
-            if record > capacity - pos or used > capacity:
-                return False
-            at = ring.DATA_OFFSET + pos
-            buf = self._buf
-            _pack_header_into(buf, at, MAGIC, VERSION, f.serializer_id, f.flags, length)
-            if length:
-                buf[at + HEADER_SIZE : at + HEADER_SIZE + length] = f.payload
-            q[_TAIL] = tail + record
-            q[_MSGS_IN] += 1
-            q[_BYTES_IN] += length
-            q[_HIGH_WATER] = max(q[_HIGH_WATER], used)
-        finally:
-            w[_DIRTY_SEND] = 0
-            lock.release()
-        waiting = w[_RECV_WAITERS]
-        if waiting:
-            self._items.ring_if_below(waiting)
+        self._wake(self._items, _RECV_WAITERS)
         return True
 
     def _send_some(
         self, frames: Sequence[OutFrame], start: int, oob: dict[int, bytes], deadline: Deadline
-    ) -> int:
-        buf = self._buf
+    ) -> None:
         w = self._w
         q = self._q
-        spun = False
         # While registered we count in SEND_WAITERS; we uncount in the next critical
         # section we enter anyway, rather than taking the lock once more for it.
-        registered = False
-        slept = 0.0
+        state = {"spun": False, "registered": False, "slept": 0.0}
+
+        def step() -> int:
+            # Checked under the lock that shutdown() also takes, so no record can be
+            # committed after receivers were told the stream has ended.
+            if self._is_shut():
+                raise ChannelClosed(f"{self.url} was shut down; no more messages can be sent")
+            if state["registered"]:
+                w[_SEND_WAITERS] = max(w[_SEND_WAITERS] - 1, 0)
+                q[_BLOCKED_SEND] += int(state["slept"] * 1e9)
+                state["registered"], state["slept"] = False, 0.0
+            index = self._write_records(self._buf, frames, start, oob)
+            if index == start:
+                if deadline.nonblocking or deadline.expired():
+                    raise Full(
+                        f"{self.url} is full (capacity={self._capacity} bytes) and stayed "
+                        f"full for timeout={deadline.timeout}; pass a larger capacity= or "
+                        "receive faster",
+                        sent=start,
+                    )
+                if state["spun"] or not self._spin:
+                    w[_SEND_WAITERS] += 1
+                    state["registered"] = True
+            return index
+
         try:
             while True:
                 if self._interrupted:
                     raise HandleClosed(f"this handle on {self.url} was closed")
-                if not self._lock(self._send_lock, _DIRTY_SEND, _RECOVERIES_SEND, deadline):
+                index = self._locked(self._send_lock, _DIRTY_SEND, _RECOVERIES_SEND, deadline, step)
+                if index is None:
                     raise Full(f"{self.url}: timed out waiting for the send lock", sent=start)
-                try:
-                    # Checked under the lock that shutdown() also takes, so no record can
-                    # be committed after receivers were told the stream has ended.
-                    if self._is_shut():
-                        raise ChannelClosed(
-                            f"{self.url} was shut down; no more messages can be sent"
-                        )
-                    if registered:
-                        w[_SEND_WAITERS] = max(w[_SEND_WAITERS] - 1, 0)
-                        q[_BLOCKED_SEND] += int(slept * 1e9)
-                        registered, slept = False, 0.0
-                    index = self._write_records(buf, frames, start, oob)
-                    if index == start:
-                        if deadline.nonblocking or deadline.expired():
-                            raise Full(
-                                f"{self.url} is full (capacity={self._capacity} bytes) and "
-                                f"stayed full for timeout={deadline.timeout}; pass a larger "
-                                "capacity= or receive faster",
-                                sent=start,
-                            )
-                        if spun or not self._spin:
-                            w[_SEND_WAITERS] += 1
-                            registered = True
-                finally:
-                    w[_DIRTY_SEND] = 0
-                    self._send_lock.release()
                 if index > start:
-                    waiting = w[_RECV_WAITERS]
-                    if waiting:
-                        self._items.ring_if_below(waiting)
-                    return index
-                if not registered:
-                    spun = True
+                    self._wake(self._items, _RECV_WAITERS)
+                    return
+                if not state["registered"]:
+                    state["spun"] = True
                     self._spin_until(lambda: self._free_bytes() > 0, deadline)
                     continue
                 started = time.perf_counter()
                 self._space.wait(deadline.slice(WAIT_SLICE))
-                slept += time.perf_counter() - started
+                state["slept"] = float(state["slept"]) + time.perf_counter() - started
         finally:
-            if registered:
+            if state["registered"]:
                 self._unregister(self._send_lock, _SEND_WAITERS, _DIRTY_SEND, _RECOVERIES_SEND)
 
     def _unregister(self, lock: RobustLock, waiters_at: int, dirty_at: int, recov_at: int) -> None:
         """Uncount a waiter that leaves without entering the critical section again."""
-        if self._shm is None or not lock.acquire(Deadline(1.0), lambda: False):
-            return  # a stale count only causes a spare wake-up later
-        if self._w[dirty_at]:
-            self._q[recov_at] += 1
-        self._w[dirty_at] = 1
-        try:
-            self._w[waiters_at] = max(self._w[waiters_at] - 1, 0)
-        finally:
-            self._w[dirty_at] = 0
-            lock.release()
+        if self._shm is None:
+            return
+        w = self._w
+
+        def uncount() -> bool:
+            w[waiters_at] = max(w[waiters_at] - 1, 0)
+            return True
+
+        # Not taken within a second: a stale count only causes a spare wake-up later.
+        self._locked(lock, dirty_at, recov_at, Deadline(1.0), uncount)
 
     def _free_bytes(self) -> int:
         q = self._q
@@ -522,7 +541,7 @@ class ShmTransport:
     def _write_records(
         self, buf: memoryview, frames: Sequence[OutFrame], start: int, oob: dict[int, bytes]
     ) -> int:
-        """Copy as many frames as fit, then publish the new tail once."""
+        """Copy as many frames as fit, then publish the new tail once; return the next index."""
         capacity = self._capacity
         q = self._q
         tail = q[_TAIL]
@@ -558,8 +577,10 @@ class ShmTransport:
             nbytes += f.nbytes
             index += 1
         if index > start:
-            # Publish: everything before this store is complete.
+            # Publish: everything before this store is complete. The next store records
+            # it for send_frames; no interrupt can fall between two stores.
             q[_TAIL] = new_tail
+            self._committed = index
             q[_MSGS_IN] = q[_MSGS_IN] + index - start
             q[_BYTES_IN] = q[_BYTES_IN] + nbytes
             used = new_tail - head
@@ -573,78 +594,70 @@ class ShmTransport:
         q = self._q
         if q[_TAIL] != q[_HEAD] and not self._interrupted:
             # Data is there: try once without the waiting machinery.
-            lock = self._recv_lock
-            if lock.try_acquire():
-                w = self._w
-                if w[_DIRTY_RECV]:
-                    q[_RECOVERIES_RECV] += 1
-                w[_DIRTY_RECV] = 1
-                try:
-                    taken = self._read_records(self._buf, max_items)
-                finally:
-                    w[_DIRTY_RECV] = 0
-                    lock.release()
-                if taken:
-                    waiting = w[_SEND_WAITERS]
-                    if waiting:
-                        self._space.ring_if_below(waiting)
-                    if self._saw_oob:
-                        return [self._resolve(f) for f in taken]
-                    return taken
-        buf = self._buf
+            taken = self._locked(
+                self._recv_lock,
+                _DIRTY_RECV,
+                _RECOVERIES_RECV,
+                None,
+                lambda: self._read_records(self._buf, max_items),
+            )
+            if taken:
+                self._wake(self._space, _SEND_WAITERS)
+                return [self._resolve(f) for f in taken] if self._saw_oob else taken
         w = self._w
-        spun = False
-        registered = False  # see _send_some
-        slept = 0.0
+        state = {"spun": False, "registered": False, "slept": 0.0}  # see _send_some
+
+        def step() -> list[Frame]:
+            if state["registered"]:
+                w[_RECV_WAITERS] = max(w[_RECV_WAITERS] - 1, 0)
+                q[_BLOCKED_RECV] += int(state["slept"] * 1e9)
+                state["registered"], state["slept"] = False, 0.0
+            # The flag first: if it was set, every commit precedes it and shows in the
+            # tail read next, so "nothing left" is really nothing left.
+            shut = self._is_shut()
+            out = self._read_records(self._buf, max_items)
+            if not out:
+                if shut:
+                    raise ChannelClosed(f"{self.url} was shut down and nothing is left")
+                if deadline.nonblocking or deadline.expired():
+                    raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
+                if state["spun"] or not self._spin:
+                    w[_RECV_WAITERS] += 1
+                    state["registered"] = True
+            return out
+
         try:
             while True:
                 if self._interrupted:
                     raise HandleClosed(f"this handle on {self.url} was closed")
-                if not self._lock(self._recv_lock, _DIRTY_RECV, _RECOVERIES_RECV, deadline):
+                out = self._locked(self._recv_lock, _DIRTY_RECV, _RECOVERIES_RECV, deadline, step)
+                if out is None:
                     raise Empty(f"{self.url}: timed out waiting for the receive lock")
-                out: list[Frame] = []
-                try:
-                    if registered:
-                        w[_RECV_WAITERS] = max(w[_RECV_WAITERS] - 1, 0)
-                        q[_BLOCKED_RECV] += int(slept * 1e9)
-                        registered, slept = False, 0.0
-                    # The flag first: if it was set, every commit precedes it and shows
-                    # in the tail read next, so "nothing left" is really nothing left.
-                    shut = self._is_shut()
-                    out = self._read_records(buf, max_items)
-                    if not out:
-                        if shut:
-                            raise ChannelClosed(f"{self.url} was shut down and nothing is left")
-                        if deadline.nonblocking or deadline.expired():
-                            raise Empty(
-                                f"no message on {self.url} within timeout={deadline.timeout}"
-                            )
-                        if spun or not self._spin:
-                            w[_RECV_WAITERS] += 1
-                            registered = True
-                finally:
-                    w[_DIRTY_RECV] = 0
-                    self._recv_lock.release()
                 if out:
-                    waiting = w[_SEND_WAITERS]
-                    if waiting:
-                        self._space.ring_if_below(waiting)
+                    self._wake(self._space, _SEND_WAITERS)
                     return [self._resolve(f) for f in out] if self._saw_oob else out
-                if not registered:
-                    spun = True
+                if not state["registered"]:
+                    state["spun"] = True
                     self._spin_until(self._has_data, deadline)
                     continue
                 started = time.perf_counter()
                 self._items.wait(deadline.slice(WAIT_SLICE))
-                slept += time.perf_counter() - started
+                state["slept"] = float(state["slept"]) + time.perf_counter() - started
         finally:
-            if registered:
+            if state["registered"]:
                 self._unregister(self._recv_lock, _RECV_WAITERS, _DIRTY_RECV, _RECOVERIES_RECV)
 
-    @staticmethod
-    def _resolve(frame: Frame) -> Frame:
+    def _resolve(self, frame: Frame) -> Frame:
         if not frame.flags & FLAG_OOB:
             return frame
+        total = _oob.block_size(frame.payload)
+        if total > self._max:
+            _oob.discard_block(frame.payload)
+            raise MessageTooLarge(
+                f"incoming message on {self.url} has {total} bytes, more than this handle's "
+                f"max_message_size={self._max}; it was dropped: open this end with a larger "
+                "max_message_size="
+            )
         return Frame(frame.serializer_id, frame.flags & ~FLAG_OOB, _oob.read_block(frame.payload))
 
     def _has_data(self) -> bool:
@@ -664,7 +677,9 @@ class ShmTransport:
         nbytes = 0
         saw = 0
         capacity = self._capacity
-        limit = self._max
+        limit = self._segment_max
+        mine = self._max
+        too_large = -1
         try:
             while head != tail and len(out) < max_items:
                 # Fast path for a well-formed record that does not wrap; anything
@@ -683,13 +698,23 @@ class ShmTransport:
                     and tail - head <= capacity
                 ):
                     start = at + HEADER_SIZE
-                    head += record
+                    after = head + record
                 else:
-                    ser, flags, start, length, head = ring.read_record(
+                    ser, flags, start, length, after = ring.read_record(
                         buf, head, tail, capacity, limit
                     )
                     if length < 0:
+                        head = after
                         continue
+                if length > mine and not flags & FLAG_OOB:
+                    # Within the channel's limit but over this handle's: not corruption.
+                    # Taken alone (so it is not lost silently), refused below.
+                    if out:
+                        break
+                    too_large = length
+                    head = after
+                    break
+                head = after
                 append(_new_frame(Frame, (ser, flags, bytes(buf[start : start + length]))))
                 nbytes += length
                 saw |= flags
@@ -699,47 +724,62 @@ class ShmTransport:
             q[_HEAD] = q[_TAIL]
             raise
         q[_HEAD] = head
-        q[_MSGS_OUT] += len(out)
+        q[_MSGS_OUT] += len(out) + (too_large >= 0)
         q[_BYTES_OUT] += nbytes
         # Only this handle's one receiving thread reads it, right after this call.
         self._saw_oob = bool(saw & FLAG_OOB)
+        if too_large >= 0:
+            raise MessageTooLarge(
+                f"incoming message on {self.url} has {too_large} bytes, more than this "
+                f"handle's max_message_size={mine}; it was dropped: open this end with a "
+                "larger max_message_size="
+            )
         return out
 
-    def recv_view(self, deadline: Deadline) -> tuple[Frame, Callable[[], None]]:
+    def recv_view(self, deadline: Deadline) -> tuple[Frame, Callable[[], None], bool]:
         """Borrow the next record in place; the callable gives it back.
 
         The receive lock stays held until then, so other receivers wait: keep the
         view briefly. ``head`` moves only on release, so if this process dies
-        holding the view the message goes to another receiver.
+        holding the view the message goes to another receiver. The third item says
+        the bytes are the ring's own (reused once given back).
         """
+        lock = self._recv_lock
+        w = self._w
         while True:
             if not self.poll(deadline):
                 raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
-            if not self._lock(self._recv_lock, _DIRTY_RECV, _RECOVERIES_RECV, deadline):
-                raise Empty(f"{self.url}: timed out waiting for the receive lock")
-            shut = self._is_shut()  # before looking at the ring: see recv_frames
+            found = None
+            shut = False
             try:
+                if not lock.acquire(deadline, self._gone):
+                    if self._interrupted:
+                        raise HandleClosed(f"this handle on {self.url} was closed")
+                    raise Empty(f"{self.url}: timed out waiting for the receive lock")
+                if w[_DIRTY_RECV]:
+                    self._q[_RECOVERIES_RECV] += 1
+                w[_DIRTY_RECV] = 1
+                shut = self._is_shut()  # before looking at the ring: see recv_frames
                 found = self._borrow()
-            except BaseException:
-                self._unlock_recv()
-                raise
+            finally:
+                # Lent: the lock is the give-back's to release. Otherwise ours, now.
+                if found is None and w[lock.owner_at] == lock.pid and w[lock.gen_at] == lock.token:
+                    w[_DIRTY_RECV] = 0
+                    w[lock.owner_at] = 0
+                    lock.give()
             if found is not None:
                 return found
-            self._unlock_recv()
             if shut:
                 raise ChannelClosed(f"{self.url} was shut down and nothing is left")
 
-    def _unlock_recv(self) -> None:
-        self._w[_DIRTY_RECV] = 0
-        self._recv_lock.release()
-
-    def _borrow(self) -> tuple[Frame, Callable[[], None]] | None:
-        q, buf = self._q, self._buf
+    def _borrow(self) -> tuple[Frame, Callable[[], None], bool] | None:
+        q, buf, w = self._q, self._buf, self._w
+        lock = self._recv_lock
         head, tail = q[_HEAD], q[_TAIL]
         while head != tail:
             try:
                 ser, flags, start, length, after = ring.read_record(
-                    buf, head, tail, self._capacity, self._max
+                    buf, head, tail, self._capacity, self._segment_max
                 )
             except ProtocolError:
                 q[_HEAD] = q[_TAIL]
@@ -750,33 +790,47 @@ class ShmTransport:
         else:
             return None
         if flags & FLAG_OOB:
+            ref = bytes(buf[start : start + length])
             try:
-                view, unmap = _oob.map_block(bytes(buf[start : start + length]))
+                if _oob.block_size(ref) > self._max:
+                    self._resolve(Frame(ser, flags, ref))  # raises MessageTooLarge
+                view, unmap = _oob.map_block(ref)
             except BaseException:
                 q[_HEAD] = after  # the block is gone: do not offer this record again
                 raise
             flags &= ~FLAG_OOB
+            in_place = False  # a private block: a slice kept past release stays valid
         else:
+            if length > self._max:
+                q[_HEAD] = after
+                raise MessageTooLarge(
+                    f"incoming message on {self.url} has {length} bytes, more than this "
+                    f"handle's max_message_size={self._max}; it was dropped: open this "
+                    "end with a larger max_message_size="
+                )
             view, unmap = buf[start : start + length].toreadonly(), None
+            in_place = True
 
         def give_back() -> None:
+            if not (w[lock.owner_at] == lock.pid and w[lock.gen_at] == lock.token):
+                return  # given back already
             try:
                 if unmap is not None:
                     unmap()
                 else:
                     view.release()
             except BufferError:
-                pass  # the caller kept a slice; the record is given back all the same
-            finally:
-                q[_HEAD] = after
-                q[_MSGS_OUT] += 1
-                q[_BYTES_OUT] += length
-                self._unlock_recv()
-            waiting = self._w[_SEND_WAITERS]
-            if waiting:
-                self._space.ring_if_below(waiting)
+                pass  # forced at close() with a slice alive: the record goes back all the same
+            q[_HEAD] = after
+            q[_MSGS_OUT] += 1
+            q[_BYTES_OUT] += length
+            if w[lock.owner_at] == lock.pid and w[lock.gen_at] == lock.token:
+                w[_DIRTY_RECV] = 0
+                w[lock.owner_at] = 0
+                lock.give()
+            self._wake(self._space, _SEND_WAITERS)
 
-        return Frame(ser, flags, view), give_back
+        return Frame(ser, flags, view), give_back, in_place
 
     # -- waiting ----------------------------------------------------------------------
 
@@ -836,7 +890,7 @@ class ShmTransport:
 
     def reducer(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         """Rebuild by attaching to the same name in the other process."""
-        return _attach, (self._names.name, self._spin, self._mode)
+        return _attach, (self._names.name, self._spin, self._mode, self._max)
 
 
 def remove(name: str) -> None:
@@ -850,9 +904,14 @@ def remove(name: str) -> None:
     _oob.sweep_blocks(names.oob_prefix)
 
 
-def _attach(name: str, spin: float, mode: int) -> ShmTransport:
+def _attach(name: str, spin: float, mode: int, max_message_size: int) -> ShmTransport:
     return ShmTransport(
-        _Names(name), create=False, capacity=0, max_message_size=0, spin=spin, mode=mode
+        _Names(name),
+        create=False,
+        capacity=0,
+        max_message_size=max_message_size,
+        spin=spin,
+        mode=mode,
     )
 
 

@@ -494,7 +494,7 @@ def test_stalled_holder_does_not_double_the_lock(url: str) -> None:
         assert isinstance(la, RobustLock)
         assert la.try_acquire()
         # b decides a is dead and takes over (what a 10 s stall would lead to).
-        assert lb._take_over((la._owner[la._owner_at], la._owner[la._gen_at]))
+        assert lb._take_over((la.words[la.owner_at], la.words[la.gen_at]))
         la.release()  # the stalled holder comes back: it must not hand out a second token
         assert not la.try_acquire(), "only the new holder may be inside"
         lb.release()
