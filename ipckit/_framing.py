@@ -140,7 +140,9 @@ class FrameDecoder:
         """A writable view to receive the next bytes into (never empty)."""
         big = self._big
         if big is not None:
-            return memoryview(big)[self._big_fill :]
+            if self._big_fill < len(big):
+                return memoryview(big)[self._big_fill :]
+            self._park()
         buf = self._buf
         if self._end == len(buf):
             if self._start:
@@ -153,16 +155,32 @@ class FrameDecoder:
 
     def commit(self, count: int) -> None:
         """Record that ``count`` bytes were written into the last :meth:`buffer`."""
+        self.commit_from([count])
+
+    def _park(self) -> None:
+        """A big payload is complete: park its frame so the shared buffer takes the next bytes."""
+        ser, flags = self._big_head
         big = self._big
-        if big is not None:
-            self._big_fill += count
-            if self._big_fill == len(big):
-                # Park the finished payload so the shared buffer takes the next bytes.
-                ser, flags = self._big_head
-                self._done = Frame(ser, flags, big)
-                self._big = None
-        else:
-            self._end += count
+        assert big is not None
+        frame = Frame(ser, flags, big)
+        self._done = frame  # two adjacent stores: parked exactly once
+        self._big = None
+
+    def commit_from(self, counts: list[int]) -> None:
+        """Record the byte counts a reader appended to ``counts``, removing each.
+
+        Each count is taken out and recorded by two adjacent stores with no call
+        between, so an interrupt (a signal handler raising) can never record one
+        twice or lose it: whatever is left in ``counts`` is still to be recorded.
+        """
+        while counts:
+            count = counts[0]
+            if self._big is not None:
+                del counts[0]
+                self._big_fill += count
+            else:
+                del counts[0]
+                self._end += count
 
     def feed(self, data: Buffer) -> None:
         """Copy ``data`` into the decoder."""
@@ -197,8 +215,13 @@ class FrameDecoder:
         if done is not None:
             self._done = None
             return done
-        if self._big is not None:
-            return None
+        big = self._big
+        if big is not None:
+            if self._big_fill < len(big):
+                return None
+            self._park()
+            done, self._done = self._done, None
+            return done
         start = self._start
         avail = self._end - start
         if avail < HEADER_SIZE:

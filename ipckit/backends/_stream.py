@@ -12,8 +12,11 @@ Invariants:
   escaping in between leaves it set: the handle then ends its sending direction
   (the peer sees the whole frames and then the end of the stream) and every later
   send raises ChannelClosed saying why. Writes the kernel makes all-or-nothing (a
-  pipe write of at most PIPE_BUF bytes) need no marker. ``_rtorn`` does the same
-  for a read whose byte count was lost before the decoder recorded it.
+  pipe write of at most PIPE_BUF bytes) need no marker. Each write appends the
+  running total to ``_wlog`` inside the same C call, so an interrupt right after
+  a write that ended on a frame boundary tears nothing. Reads append their count
+  to ``_rlog`` the same way, and the decoder takes each count exactly once
+  (``FrameDecoder.commit_from``), so an interrupted receive loses no bytes.
 - ``_writing`` is the sender's claim (one sender per handle is the Channel's job;
   the claim only keeps ``shutdown`` from writing end-of-stream into a frame). It
   is taken and released by plain stores, never across a call, so no interrupt can
@@ -39,6 +42,8 @@ import select
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import accumulate
+from typing import Any
 
 from ipckit._deadline import Deadline
 from ipckit._framing import FLAG_EOS, HEADER_SIZE, Frame, FrameDecoder, encode_header
@@ -141,7 +146,13 @@ class StreamTransport:
         self._interrupted = False
         self._writing = False  # the sender's claim; see the module docstring
         self._wtorn = False  # part of a frame may be out and the rest not
-        self._rtorn = False  # bytes may have been read but not recorded
+        # Bytes written since the batch began, cumulative, appended by the same C call
+        # that writes (see _put); and the totals at which every frame of it is whole.
+        self._wlog: list[int] = [0]
+        self._wends: list[int] = [0]
+        # Byte counts read but not yet recorded by the decoder, appended by the same C
+        # call that reads; the decoder takes each exactly once (FrameDecoder.commit_from).
+        self._rlog: list[int] = []
         self._waker = Waker()
         self._flag = Readiness()
         self._offers = Offers()
@@ -202,27 +213,30 @@ class StreamTransport:
         rfd = self._rfd
         assert rfd is not None
         decoder = self._decoder
+        rlog = self._rlog
+        if rlog:
+            decoder.commit_from(rlog)  # a read an interrupt cut off from its record
         buf = decoder.buffer()
         readinto = self._readinto
-        self._rtorn = True
         try:
-            n = os.readv(rfd, [buf]) if readinto is None else readinto(rfd, buf)
+            # The count lands in rlog in the same C call that reads: no interrupt can
+            # separate the bytes from their record.
+            if readinto is None:
+                rlog.extend(map(os.readv, (rfd,), ((buf,),)))
+            else:
+                rlog.extend(map(readinto, (rfd,), (buf,)))
         except (BlockingIOError, InterruptedError):
-            self._rtorn = False
             return False
         except OSError as exc:
-            self._rtorn = False
-            if exc.errno in (errno.ECONNRESET, errno.EPIPE):
-                n = 0
-            else:
+            if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
                 raise os_error_to_ipc(exc, f"reading from {self.url}") from exc
+            rlog.append(0)
         del buf
-        if n == 0:
-            self._rtorn = False
+        if rlog[-1] == 0:
+            del rlog[-1]
             self._eof = True
             return True
-        decoder.commit(n)
-        self._rtorn = False
+        decoder.commit_from(rlog)
         ready = self._ready
         while True:
             try:
@@ -246,13 +260,6 @@ class StreamTransport:
             )
         return ChannelClosed(f"end of stream on {self.url}: the peer closed or shut down")
 
-    def _read_torn(self) -> ProtocolError:
-        return ProtocolError(
-            f"a previous receive on {self.url} was interrupted (KeyboardInterrupt or another "
-            "exception from a signal handler) between reading bytes and recording them, so "
-            "where the next message starts is lost; close this channel"
-        )
-
     def _only_sends(self) -> HandleClosed:
         return HandleClosed(f"this end of {self.url} only sends; receive on the other end")
 
@@ -264,8 +271,6 @@ class StreamTransport:
         ready = self._ready
         try:
             while not ready:
-                if self._rtorn:
-                    raise self._read_torn()
                 if self._broken is not None:
                     raise ProtocolError(
                         f"{self.url} is broken by an earlier corrupt frame ({self._broken}); "
@@ -297,7 +302,7 @@ class StreamTransport:
         """
         flag = self._flag
         extra = self._pending is not None and self._pending() > 0
-        if self._ready or self._eof or self._shut or self._broken or self._rtorn or extra:
+        if self._ready or self._eof or self._shut or self._broken or self._rlog or extra:
             flag.mark()
         elif flag.marked:
             flag.clear()
@@ -313,7 +318,7 @@ class StreamTransport:
         rfd = self._rfd
         if rfd is None:
             raise self._only_sends()
-        if self._ready or self._eof or self._shut or self._broken or self._rtorn:
+        if self._ready or self._eof or self._shut or self._broken or self._rlog:
             return True
         if self._pending is not None and self._pending() > 0:
             return True
@@ -349,6 +354,11 @@ class StreamTransport:
             else:
                 self._send_vectored(wfd, frames, deadline)
         finally:
+            # An interrupt right after a write returned: the log says whether it ended on
+            # a frame boundary (then nothing is torn). Loads and a test only, no call.
+            # (mypy narrows _wtorn to False from the check above; a write changes it.)
+            if self._wtorn and self._wlog[-1] in self._wends:  # type: ignore[unreachable]
+                self._wtorn = False  # type: ignore[unreachable]
             # No call between the test and the release, so shutdown() sees either the
             # claim still held (we write its end-of-stream) or released (it writes it).
             if self._wtorn or (self._shut and not self._eos_sent):
@@ -371,8 +381,10 @@ class StreamTransport:
             if self._shut or self._eof:
                 raise self._closed_for_send()
             self._wtorn = guard
+            self._wlog = [0]
+            self._wends = [0, len(data)]
             try:
-                n = self._write(wfd, data)
+                n = self._put(self._write, wfd, data)
             except (BlockingIOError, InterruptedError):
                 self._wtorn = False  # nothing was written
                 if deadline.nonblocking or not self._wait(wfd, _POLLOUT, deadline, False):
@@ -409,8 +421,10 @@ class StreamTransport:
                 size += step
                 ends.append(size)
             self._wtorn = not atomic or size > limit
+            self._wlog = [0]
+            self._wends = [0, *ends]
             try:
-                n = self._writev(wfd, bufs)
+                n = self._put(self._writev, wfd, bufs)
             except (BlockingIOError, InterruptedError):
                 self._wtorn = False  # nothing was written
                 if deadline.nonblocking or not self._wait(wfd, _POLLOUT, deadline, False):
@@ -431,6 +445,14 @@ class StreamTransport:
             self._wtorn = False
             index += done
 
+    def _put(self, write: Callable[[int, Any], int], wfd: int, data: Any) -> int:
+        """Write once; the running total lands in ``_wlog`` in the same C call."""
+        log = self._wlog
+        before = log[-1]
+        log.extend(accumulate(map(write, (wfd,), (data,)), initial=before))
+        del log[-2]  # the initial value accumulate repeats
+        return log[-1] - before
+
     def _write_rest(self, wfd: int, bufs: list[memoryview], until: int | None = None) -> None:
         """Write ``until`` more bytes (default: all of ``bufs``), blocking as needed."""
         remaining = sum(b.nbytes for b in bufs) if until is None else until
@@ -444,7 +466,7 @@ class StreamTransport:
                 take.append(piece)
                 size += piece.nbytes
             try:
-                n = self._writev(wfd, take)
+                n = self._put(self._writev, wfd, take)
             except (BlockingIOError, InterruptedError):
                 self._wait_writable_forever(wfd)
                 continue
