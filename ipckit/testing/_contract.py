@@ -29,6 +29,11 @@ from ipckit.errors import (
     Timeout,
 )
 from ipckit.testing import _workers
+from ipckit.testing._interrupts import (
+    check_fork_during_call,
+    check_interrupt_every_point_recv,
+    check_interrupt_every_point_send,
+)
 
 __all__ = ["CONTRACT_CHECKS", "Check", "PairFactory", "check_channel_contract"]
 
@@ -546,6 +551,9 @@ CONTRACT_CHECKS: dict[str, Check] = {
     "killed_sender": Check(check_killed_sender, processes=True),
     "many_processes": Check(check_many_processes, processes=True),
     "pickled_handle": Check(check_pickled_handle, processes=True),
+    "interrupt_every_point_send": Check(check_interrupt_every_point_send),
+    "interrupt_every_point_recv": Check(check_interrupt_every_point_recv),
+    "fork_during_call": Check(check_fork_during_call),
 }
 
 
