@@ -110,10 +110,18 @@ def _parse_float(value: Any, what: str) -> float:
 def _parse_mode(value: Any, what: str) -> int:
     if isinstance(value, str):
         try:
-            return int(value, 8)
+            mode = int(value, 8)
         except ValueError:
             raise ConfigurationError(f"{what} must be an octal mode like '0600'") from None
-    return _parse_int(value, what)
+    else:
+        mode = _parse_int(value, what)
+    if not 0 <= mode <= 0o777:
+        # setuid, setgid and sticky bits mean nothing on an IPC object and are a hazard
+        # on a file someone might execute.
+        raise ConfigurationError(
+            f"{what} must be permission bits 0..0o777 (like 0o600), not {mode:#o}"
+        )
+    return mode
 
 
 def _parse_str(value: Any, what: str) -> str:

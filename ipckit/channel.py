@@ -24,7 +24,7 @@ from ipckit._critical import Mutex
 from ipckit._deadline import FOREVER, Deadline
 from ipckit._framing import Frame
 from ipckit._transport import Capabilities, ListenerTransport, OutFrame, Transport
-from ipckit._url import OptionSpec, parse_url, resolve_options
+from ipckit._url import OptionSpec, check_attach_options, parse_url, resolve_options
 from ipckit.backends import get_backend
 from ipckit.errors import (
     ChannelClosed,
@@ -424,20 +424,18 @@ class Channel:
                 # Idempotent, from any thread; forced at close(), whatever is still exported.
                 if done[0]:
                     return
-                done[0] = True
-                self._lent = None
                 if forced:
                     try:
                         data.release()
                     except BufferError:
                         pass  # an array made from it lives on; the transport copes
-                try:
-                    if give_back is not None:
-                        give_back()
-                finally:
-                    if lock.owner == me:
-                        lock.owner = 0
-                        lock.release()
+                if give_back is not None:
+                    give_back(forced)  # BufferError (unforced): a slice still reads the bytes
+                done[0] = True
+                self._lent = None
+                if lock.owner == me:
+                    lock.owner = 0
+                    lock.release()
 
             data = memoryview(frame.payload).toreadonly()
             view = MessageView(data, frame.serializer_id, release, in_place=in_place)
@@ -671,18 +669,21 @@ class MessageView:
         if release is None:
             return
         try:
-            self.data.release()
+            try:
+                self.data.release()
+            except BufferError:
+                if self._in_place:
+                    raise
+                # Elsewhere the exporter keeps its own memory alive: nothing can go stale.
+            release(False)
         except BufferError:
-            if self._in_place:
-                raise BufferError(
-                    "a slice, array or view made from this MessageView's data is still "
-                    "alive, and the bytes are about to be reused for other messages: "
-                    "delete it (copy what you need with bytes() first), then release() "
-                    "again; until then the message stays lent and other receivers wait"
-                ) from None
-            # Elsewhere the exporter keeps its own memory alive: nothing can go stale.
+            raise BufferError(
+                "a slice, array or view made from this MessageView's data is still "
+                "alive, and the bytes are about to be reused for other messages: "
+                "delete it (copy what you need with bytes() first), then release() "
+                "again; until then the message stays lent and other receivers wait"
+            ) from None
         self._release = None
-        release(False)
 
     def __len__(self) -> int:
         return self.data.nbytes
@@ -801,12 +802,14 @@ class Listener:
 
 
 def _split_options(
-    url: str, kwargs: Mapping[str, Any], verb: str
+    url: str, kwargs: Mapping[str, Any], verb: str, create: bool = True
 ) -> tuple[Any, Any, SerializerSpec, int, dict[str, Any]]:
     endpoint = parse_url(url)
     backend = get_backend(endpoint.scheme)
     specs = {**COMMON_OPTIONS, **backend.options}
-    opts = resolve_options(endpoint.query, kwargs, specs, f"{verb}({endpoint.scheme}://...)")
+    what = f"{verb}({endpoint.scheme}://...)"
+    check_attach_options(specs, [*endpoint.query, *kwargs], create, what)
+    opts = resolve_options(endpoint.query, kwargs, specs, what)
     serializer = opts.pop("serializer")
     resolve_serializer(serializer)
     max_size = opts.pop("max_message_size")
@@ -825,7 +828,7 @@ def open(url: str, *, create: bool = False, **options: Any) -> Channel:  # noqa:
         FileNotFoundError: attaching and the name does not exist (:class:`ChannelNotFound`).
         ConfigurationError: an unknown scheme or option, or a bad value.
     """
-    endpoint, backend, serializer, max_size, opts = _split_options(url, options, "open")
+    endpoint, backend, serializer, max_size, opts = _split_options(url, options, "open", create)
     transport = backend.open(endpoint, create, {**opts, "max_message_size": max_size})
     return Channel(transport, serializer=serializer, max_message_size=max_size)
 

@@ -146,7 +146,12 @@ class _NamedLink(Link):
 
     def endpoint(self, role: Role, index: int) -> Endpoint:
         urls = [ch.url for ch in self._created]
-        chans = [ipckit.open(url, **self._options) for url in urls]
+        specs = get_backend(self._scheme).options
+        # Attachers get the creator's ring size and mode: passing them is an error.
+        attach = {
+            k: v for k, v in self._options.items() if not (k in specs and specs[k].creator_only)
+        }
+        chans = [ipckit.open(url, **attach) for url in urls]
         fwd = chans[0]
         back = chans[1] if len(chans) > 1 else None
         if role == PRODUCER:

@@ -18,9 +18,12 @@ mark set under each lock counts such deaths in ``stats().extra["recoveries"]``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
+import stat
 import struct
+import sys
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -30,6 +33,7 @@ from typing import Any, TypeVar
 from ipckit import _oob
 from ipckit._deadline import Deadline
 from ipckit._framing import FLAG_OOB, HEADER, HEADER_SIZE, MAGIC, VERSION, Frame
+from ipckit._names import check_names
 from ipckit._oserror import translate_os_errors
 from ipckit._sync import WAIT_SLICE, Doorbell, RobustLock
 from ipckit._transport import Capabilities, OutFrame, TransportStats
@@ -60,7 +64,15 @@ SHM_CAPABILITIES = Capabilities(
     named=True,
 )
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: Every object one channel makes, by the name it takes in /dev/shm (semaphores are
+#: "sem." files there), so a name too long for any of them is refused before any is made.
+NAME_TEMPLATES = (
+    ("its segment", "ikshm.{}"),
+    ("its semaphores", "sem.ikshm.{}~items"),
+    ("its lock recovery files", "ikshm.{}~srecover"),
+    ("its out-of-band blocks", "ikshm.{}~.oob.0123456789abcdef"),
+)
 # Header words are read and written through memoryviews cast to "Q"/"I": an item
 # store is one aligned machine-word copy, so another process never sees a torn
 # index. struct.pack_into is not safe here: CPython zeroes the target before
@@ -71,6 +83,9 @@ _ATTACH_WAIT = 2.0
 _unpack_header = struct.Struct("<2sBBB3sQ").unpack_from
 _ZERO3 = bytes(3)
 _new_frame = tuple.__new__  # cheaper than the NamedTuple's Python-level __new__
+# References to a lent window while nothing else views it: the closure's cell and
+# getrefcount's argument.
+_WINDOW_REFS = 2
 
 # Word indices of the header fields in the "Q" (8-byte) and "I" (4-byte) views.
 _HEAD = ring.HEAD // 8
@@ -127,9 +142,10 @@ class _Names:
     """Every OS object one channel uses, derived from its name."""
 
     def __init__(self, name: str) -> None:
-        if not _NAME_RE.match(name):
+        check_names(f"shm://{name}", name, NAME_TEMPLATES)
+        if not _NAME_RE.match(name) or name in (".", ".."):
             raise ConfigurationError(
-                f"shm:// name {name!r} must be 1-200 characters of letters, digits, '.', '_' or '-'"
+                f"shm:// name {name!r} must be letters, digits, '.', '_' or '-' only"
             )
         self.name = name
         # "~" cannot appear in a name, so no object of one channel can be mistaken for
@@ -183,6 +199,7 @@ class ShmTransport:
         self._saw_oob = False
         self._committed = 0
         self._max = max_message_size
+        self._ino = -1  # the segment's inode: which channel of this name is ours
         try:
             if create:
                 self._create(capacity, max_message_size)
@@ -192,7 +209,7 @@ class ShmTransport:
             self._release()
             if self._made_segment:
                 # Only what this call created: a clash must not remove the owner's queue.
-                self.unlink()
+                remove(self._names.name)
             raise
 
     # -- lifecycle --------------------------------------------------------------------
@@ -213,6 +230,7 @@ class ShmTransport:
                 ) from None
         self._shm = shm
         self._made_segment = True
+        self._ino = os.fstat(shm._fd).st_ino  # type: ignore[attr-defined]
         os.fchmod(shm._fd, self._mode)  # type: ignore[attr-defined]
         try:
             # Reserve the pages now: a full /dev/shm fails here, not with SIGBUS later.
@@ -254,6 +272,10 @@ class ShmTransport:
                 )
             time.sleep(0.005)
         self._shm = shm
+        info = os.fstat(shm._fd)  # type: ignore[attr-defined]
+        self._ino = info.st_ino
+        # Blocks this handle makes get the creator's permission bits, not a default.
+        self._mode = stat.S_IMODE(info.st_mode)
         self._setup(buf, capacity, max_message)
         self._open_sync(create=False, words=self._w)
 
@@ -345,8 +367,18 @@ class ShmTransport:
             self._release()
 
     def unlink(self) -> None:
-        """Remove the segment, semaphores, lock files and any out-of-band blocks."""
-        remove(self._names.name)
+        """Remove the segment, semaphores, lock files and any out-of-band blocks.
+
+        Idempotent. Does nothing when the name now belongs to another channel
+        (removed and created again since this handle opened it): a stale handle
+        never removes a newer channel.
+        """
+        try:
+            ino = os.stat(f"{_oob.SHM_DIR}/{self._names.segment}").st_ino
+        except FileNotFoundError:
+            return
+        if ino == self._ino:
+            remove(self._names.name)
 
     def interrupt(self) -> None:
         """Wake this handle's blocked calls (they poll the flag every slice)."""
@@ -736,7 +768,7 @@ class ShmTransport:
             )
         return out
 
-    def recv_view(self, deadline: Deadline) -> tuple[Frame, Callable[[], None], bool]:
+    def recv_view(self, deadline: Deadline) -> tuple[Frame, Callable[[bool], None], bool]:
         """Borrow the next record in place; the callable gives it back.
 
         The receive lock stays held until then, so other receivers wait: keep the
@@ -772,7 +804,7 @@ class ShmTransport:
             if shut:
                 raise ChannelClosed(f"{self.url} was shut down and nothing is left")
 
-    def _borrow(self) -> tuple[Frame, Callable[[], None], bool] | None:
+    def _borrow(self) -> tuple[Frame, Callable[[bool], None], bool] | None:
         q, buf, w = self._q, self._buf, self._w
         lock = self._recv_lock
         head, tail = q[_HEAD], q[_TAIL]
@@ -808,19 +840,27 @@ class ShmTransport:
                     f"handle's max_message_size={self._max}; it was dropped: open this "
                     "end with a larger max_message_size="
                 )
-            view, unmap = buf[start : start + length].toreadonly(), None
+            # A window of its own over the record: every view, slice or array made from
+            # it holds a reference to the window, so give_back can tell whether one still
+            # reads bytes that are about to be reused (a slice of a memoryview would not
+            # show in its exports).
+            window: Any = (ctypes.c_ubyte * length).from_buffer(buf, start) if length else b""
+            view, unmap = memoryview(window).cast("B").toreadonly(), None
             in_place = True
 
-        def give_back() -> None:
+        def give_back(forced: bool) -> None:
             if not (w[lock.owner_at] == lock.pid and w[lock.gen_at] == lock.token):
                 return  # given back already
-            try:
-                if unmap is not None:
-                    unmap()
-                else:
+            if unmap is not None:
+                unmap()  # a private block: slices kept past this stay valid
+            else:
+                try:
                     view.release()
-            except BufferError:
-                pass  # forced at close() with a slice alive: the record goes back all the same
+                except BufferError:
+                    if not forced:
+                        raise
+                if not forced and length and sys.getrefcount(window) > _WINDOW_REFS:
+                    raise BufferError(f"a view of a message lent by {self.url} is still alive")
             q[_HEAD] = after
             q[_MSGS_OUT] += 1
             q[_BYTES_OUT] += length
@@ -920,9 +960,13 @@ class ShmBackend:
 
     scheme = "shm"
     options: Mapping[str, OptionSpec] = {
-        "capacity": OptionSpec("size", 1024 * 1024, "ring size in bytes (creator only)"),
+        "capacity": OptionSpec(
+            "size", 1024 * 1024, "ring size in bytes (creator only)", creator_only=True
+        ),
         "spin": OptionSpec("float", 0.0, "seconds to busy-wait before sleeping"),
-        "mode": OptionSpec("mode", 0o600, "permission bits of the OS objects"),
+        "mode": OptionSpec(
+            "mode", 0o600, "permission bits of the OS objects (creator only)", creator_only=True
+        ),
     }
 
     def open(self, endpoint: Endpoint, create: bool, options: Mapping[str, Any]) -> ShmTransport:
