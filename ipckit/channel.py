@@ -490,14 +490,13 @@ class Channel:
         with self.recv_view(timeout=timeout) as view:
             size = view.data.nbytes
             if size > room:
-                exc = MessageTooLarge(
+                raise MessageTooLarge(
                     f"a message of {size} bytes does not fit in the {room} bytes left in "
                     f"the buffer from offset={offset}; the message is in this exception's "
-                    "payload attribute, pass a larger buffer for the next one"
+                    "payload attribute, pass a larger buffer for the next one",
+                    needed=size,
+                    payload=bytes(view.data),
                 )
-                exc.needed = size  # type: ignore[attr-defined]
-                exc.payload = bytes(view.data)  # type: ignore[attr-defined]
-                raise exc
             target[offset : offset + size] = view.data
         return size
 

@@ -76,8 +76,17 @@ class Full(Timeout, queue.Full):
 class MessageTooLarge(IPCError, ValueError):
     """A message is larger than the channel's ``max_message_size``.
 
-    Raised before any byte is written, so the channel stays usable.
+    Raised before any byte is written, so the channel stays usable. Raised by
+    :meth:`Channel.recv_bytes_into` when a message does not fit the buffer:
+    ``needed`` is its size and ``payload`` the message itself (it was consumed).
     """
+
+    def __init__(
+        self, message: str, *, needed: int | None = None, payload: bytes | None = None
+    ) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.payload = payload
 
 
 class SerializationError(IPCError, ValueError):

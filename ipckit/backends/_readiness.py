@@ -21,6 +21,9 @@ from __future__ import annotations
 import os
 import select
 import weakref
+from functools import partial
+
+from ipckit._critical import run_all
 
 __all__ = ["Readiness"]
 
@@ -30,7 +33,7 @@ _live: weakref.WeakSet[Readiness] = weakref.WeakSet()
 class Readiness:
     """The user-facing descriptor of one buffering handle."""
 
-    __slots__ = ("__weakref__", "_epoll", "_event", "armed", "marked")
+    __slots__ = ("__weakref__", "_clear", "_epoll", "_event", "_mark", "armed", "marked")
 
     def __init__(self) -> None:
         self._epoll: select.epoll | None = None
@@ -52,6 +55,13 @@ class Readiness:
                 os.close(event)
                 raise
             self._event = event
+            # The eventfd call and the store of ``marked`` run as one C-level call, so
+            # an interrupt cannot leave them disagreeing (ipckit._critical).
+            self._mark = (
+                partial(os.eventfd_write, event, 1),
+                partial(setattr, self, "marked", True),
+            )
+            self._clear = (partial(os.eventfd_read, event), partial(setattr, self, "marked", False))
             self._epoll = epoll
             self.armed = True
             _live.add(self)
@@ -62,17 +72,15 @@ class Readiness:
     def mark(self) -> None:
         """The buffer became non-empty (or the stream ended): poll readable."""
         if not self.marked and self._event >= 0:
-            os.eventfd_write(self._event, 1)
-            self.marked = True
+            run_all(self._mark)
 
     def clear(self) -> None:
         """The buffer became empty: readable again only when the kernel has a unit."""
         if self.marked and self._event >= 0:
             try:
-                os.eventfd_read(self._event)
+                run_all(self._clear)
             except BlockingIOError:
-                pass
-            self.marked = False
+                self.marked = False  # already unreadable
 
     def close(self) -> None:
         """Close the descriptors made in this process."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import re
 import stat
@@ -34,7 +35,7 @@ from ipckit import _oob
 from ipckit._deadline import Deadline
 from ipckit._framing import FLAG_OOB, HEADER, HEADER_SIZE, MAGIC, VERSION, Frame
 from ipckit._names import check_names
-from ipckit._oserror import translate_os_errors
+from ipckit._oserror import no_space_error, os_error_to_ipc, translate_os_errors
 from ipckit._sync import WAIT_SLICE, Doorbell, RobustLock
 from ipckit._transport import Capabilities, OutFrame, TransportStats
 from ipckit._url import Endpoint, OptionSpec
@@ -236,11 +237,13 @@ class ShmTransport:
             # Reserve the pages now: a full /dev/shm fails here, not with SIGBUS later.
             os.posix_fallocate(shm._fd, 0, size)  # type: ignore[attr-defined]
         except OSError as exc:
-            raise TransportError(
-                exc.errno or 0,
-                f"cannot reserve {size} bytes in /dev/shm for {self.url} ({exc.strerror}); "
-                "free space there or pass a smaller capacity=",
-            ) from exc
+            if exc.errno == errno.ENOSPC:
+                raise no_space_error(
+                    f"creating {self.url} (pass a smaller capacity=)",
+                    f"{_oob.SHM_DIR}/{names.segment}",
+                    size,
+                ) from exc
+            raise os_error_to_ipc(exc, f"reserving {size} bytes for {self.url}") from exc
         buf = _buffer(shm)
         ring.META.pack_into(
             buf, 0, ring.MAGIC, ring.VERSION, 0, capacity, max_message_size, 0, os.getpid()

@@ -189,6 +189,22 @@ def check_recv_view(make_pair: PairFactory, start_method: str) -> None:
         _expect(Empty, lambda: b.recv_view(timeout=0), "recv_view(timeout=0) when empty")
 
 
+def check_recv_bytes_into(make_pair: PairFactory, start_method: str) -> None:
+    """recv_bytes_into fills a caller's buffer at an offset; too small loses nothing."""
+    with _pair(make_pair) as (a, b):
+        target = bytearray(32)
+        a.send_bytes(b"hello", timeout=BOUND)
+        assert b.recv_bytes_into(target, 3, timeout=BOUND) == 5
+        assert target[3:8] == b"hello" and target[:3] == bytes(3)
+        a.send_bytes(b"y" * 100, timeout=BOUND)
+        exc = _expect(MessageTooLarge, lambda: b.recv_bytes_into(target, timeout=BOUND), "no room")
+        assert isinstance(exc, MessageTooLarge)
+        assert exc.needed == 100, f"needed={exc.needed}"
+        assert exc.payload == b"y" * 100, "the message that did not fit is in the exception"
+        a.send_bytes(b"after", timeout=BOUND)
+        assert b.recv_bytes(timeout=BOUND) == b"after"
+
+
 def check_order_kept(make_pair: PairFactory, start_method: str) -> None:
     """One sender's messages arrive in the order sent."""
     with _pair(make_pair) as (a, b):
@@ -533,6 +549,7 @@ CONTRACT_CHECKS: dict[str, Check] = {
     "roundtrip_bytes": Check(check_roundtrip_bytes),
     "order_kept": Check(check_order_kept),
     "recv_view": Check(check_recv_view),
+    "recv_bytes_into": Check(check_recv_bytes_into),
     "recv_timeouts": Check(check_recv_timeouts),
     "bad_object_keeps_channel": Check(check_bad_object_keeps_channel),
     "size_limit": Check(check_size_limit),

@@ -267,8 +267,8 @@ def test_recv_bytes_into_fits_offsets_and_refuses_without_losing(url: str) -> No
         a.send_bytes(b"x" * 40, timeout=1)
         with pytest.raises(ipckit.MessageTooLarge) as info:
             b.recv_bytes_into(target, timeout=1)
-        assert info.value.needed == 40  # type: ignore[attr-defined]
-        assert info.value.payload == b"x" * 40  # type: ignore[attr-defined]
+        assert info.value.needed == 40
+        assert info.value.payload == b"x" * 40
         with pytest.raises(ipckit.ConfigurationError):
             b.recv_bytes_into(b"readonly", timeout=0)
         with pytest.raises(ipckit.ConfigurationError):

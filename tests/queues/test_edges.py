@@ -182,6 +182,13 @@ _FULL_SHM = textwrap.dedent(
         ch.send_bytes(b"small still works", timeout=5)
         assert ch.recv_bytes(timeout=5) == b"small still works"
         ch.unlink()
+    os.unlink("/dev/shm/filler")
+    try:
+        ipckit.open("shm://" + name, create=True, capacity="1MiB")  # 64 KiB is all there is
+    except ipckit.TransportError as exc:
+        assert "full" in str(exc) and "capacity=" in str(exc), exc
+        print("shm-refused")
+    assert [n for n in os.listdir("/dev/shm") if name in n] == [], os.listdir("/dev/shm")
     """
 )
 
@@ -205,7 +212,7 @@ def test_full_dev_shm_is_a_clear_error_and_leaves_nothing() -> None:
     if out.returncode == 77 or "Operation not permitted" in out.stderr:
         pytest.skip(f"cannot mount a private /dev/shm here: {out.stderr.strip()}")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["create-refused", "block-refused"]
+    assert out.stdout.split() == ["create-refused", "block-refused", "shm-refused"]
     assert not os.path.exists(f"{MQUEUE}/{name}")
 
 
