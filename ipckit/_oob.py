@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing_extensions import Buffer
 
 from ipckit._oserror import no_space_error, translate_os_errors
-from ipckit.errors import ProtocolError
+from ipckit.errors import MessageTooLarge, ProtocolError
 
 __all__ = [
     "SHM_DIR",
@@ -32,6 +32,7 @@ __all__ = [
     "map_block",
     "put_block",
     "read_block",
+    "resolve",
     "sweep_blocks",
 ]
 
@@ -98,6 +99,24 @@ def block_size(ref: Buffer) -> int:
     """The payload size a reference announces (0 for a reference too short to say)."""
     view = memoryview(ref)
     return int.from_bytes(view[:8], "little") if view.nbytes >= _REF.size else 0
+
+
+def resolve(ref: Buffer, max_message_size: int, url: str) -> bytes:
+    """The payload a reference names, checked against this end's ``max_message_size``.
+
+    The one resolver every transport uses. A block over the limit is removed and
+    refused with :class:`MessageTooLarge` (the message is dropped, the channel goes
+    on); a reference that is malformed or names no block is a :class:`ProtocolError`.
+    """
+    total = block_size(ref)
+    if total > max_message_size:
+        discard_block(ref)
+        raise MessageTooLarge(
+            f"incoming message on {url} has {total} bytes, more than this end's "
+            f"max_message_size={max_message_size}; it was dropped: open this end with a "
+            "larger max_message_size="
+        )
+    return read_block(ref)
 
 
 def read_block(ref: Buffer) -> bytes:

@@ -52,7 +52,7 @@ from ipckit._framing import (
     decode_header,
     encode_header,
 )
-from ipckit._oob import discard_block, put_block, read_block, sweep_blocks
+from ipckit._oob import discard_block, put_block, resolve, sweep_blocks
 from ipckit._transport import Capabilities, OutFrame, TransportStats
 from ipckit.backends._qstate import SHUT_BYTE as _SHUT_BYTE
 from ipckit.backends._qstate import QueueState
@@ -74,7 +74,6 @@ _POLLOUT = select.POLLOUT
 #: Longest single sleep: how late a waiter may notice a shutdown whose doorbell was lost.
 SLICE = 0.25
 _EOS_FRAME = encode_header(0, FLAG_EOS, 0)
-_OOB_TOTAL = struct.Struct("<Q")
 _pack_header = HEADER.pack
 #: magic+version, serializer id, flags+reserved, length: the header as the fast path reads it.
 _fast_header = struct.Struct("<3sB4sQ").unpack_from
@@ -258,15 +257,7 @@ class QueueTransport:
     def _resolve(self, frame: Frame) -> Frame:
         if not frame.flags & FLAG_OOB:
             return frame
-        ref = frame.payload
-        total = _OOB_TOTAL.unpack_from(ref, 0)[0] if memoryview(ref).nbytes >= 8 else 0
-        if total > self._max:
-            discard_block(ref)
-            raise ProtocolError(
-                f"incoming message on {self.url} has {total} bytes, more than "
-                f"max_message_size={self._max}; raise max_message_size on this end"
-            )
-        return Frame(frame.serializer_id, 0, read_block(ref))
+        return Frame(frame.serializer_id, 0, resolve(frame.payload, self._max, self.url))
 
     def recv_frames(self, max_items: int, deadline: Deadline) -> list[Frame]:
         """Return 1..max_items frames; see :class:`~ipckit._transport.Transport`."""

@@ -27,9 +27,14 @@ Invariants:
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from typing import Final
 
-from ipckit._framing import HEADER_SIZE, decode_header
+from typing_extensions import Buffer
+
+from ipckit._framing import FLAG_OOB, HEADER, HEADER_SIZE, Frame, decode_header
+from ipckit._framing import MAGIC as FRAME_MAGIC
+from ipckit._framing import VERSION as FRAME_VERSION
 from ipckit.errors import ProtocolError
 
 __all__ = [
@@ -61,11 +66,16 @@ __all__ = [
     "SHUT_FLAG",
     "TAIL",
     "VERSION",
+    "MIN_CAPACITY",
     "align",
     "check_meta",
     "inline_limit",
     "pack_pad",
     "read_record",
+    "read_records",
+    "record_size",
+    "reserve",
+    "write_records",
 ]
 
 MAGIC: Final = b"IPCKSHM1"
@@ -98,14 +108,76 @@ SEND_GEN: Final = 188
 
 DATA_OFFSET: Final = 256
 ALIGN: Final = 16
+#: The smallest ring a channel may have (a page).
+MIN_CAPACITY: Final = 4096
 PAD_MAGIC: Final = b"PD"
 _PAD = struct.Struct("<2s6xQ")
 _PAD_0, _PAD_1 = PAD_MAGIC
+_RECORD_HEADER = HEADER
+# The frame header with its reserved bytes, for the read fast path.
+_unpack_record_header = struct.Struct("<2sBBB3sQ").unpack_from
+_FRAME_PREFIX = FRAME_MAGIC
+_ZERO3 = bytes(3)
+_new_frame = tuple.__new__  # cheaper than the NamedTuple's Python-level __new__
 
 
 def align(n: int) -> int:
     """Round ``n`` up to the record alignment."""
     return (n + ALIGN - 1) & ~(ALIGN - 1)
+
+
+def record_size(length: int) -> int:
+    """Bytes a record of ``length`` payload bytes takes in the ring (header and padding)."""
+    return (HEADER_SIZE + length + ALIGN - 1) & ~(ALIGN - 1)
+
+
+def reserve(head: int, tail: int, capacity: int, length: int) -> tuple[int, int] | None:
+    """Where the next record goes: ``(pad, start)``, or ``None`` when it does not fit now.
+
+    ``pad`` is the size of the pad record that must first fill the end of the ring
+    (0 when the record fits before the end); the record then starts at counter
+    ``start`` (``tail + pad``) and the tail after it is ``start + record_size(length)``.
+    """
+    record = record_size(length)
+    room = capacity - tail % capacity
+    pad = 0 if record <= room else room
+    if tail + pad + record - head > capacity:
+        return None
+    return pad, tail + pad
+
+
+def write_records(
+    buf: memoryview,
+    head: int,
+    tail: int,
+    capacity: int,
+    records: Iterable[tuple[int, int, Buffer, int]],
+) -> tuple[int, int, int]:
+    """Copy records ``(serializer_id, flags, payload, length)`` while they fit.
+
+    Returns ``(count, new_tail, payload_bytes)``. Nothing is published: the caller
+    stores ``new_tail`` once every record is in place (reserve, copy, commit). The
+    first record that does not fit stops the batch (order is kept) and is not
+    consumed from ``records`` beyond being looked at; the caller must not pass a
+    record larger than :func:`inline_limit` (it could never fit).
+    """
+    count = 0
+    nbytes = 0
+    for ser, flags, payload, length in records:
+        place = reserve(head, tail, capacity, length)
+        if place is None:
+            break
+        pad, start = place
+        if pad:
+            pack_pad(buf, DATA_OFFSET + tail % capacity, pad)
+        at = DATA_OFFSET + start % capacity
+        _RECORD_HEADER.pack_into(buf, at, FRAME_MAGIC, FRAME_VERSION, ser, flags, length)
+        if length:
+            buf[at + HEADER_SIZE : at + HEADER_SIZE + length] = payload
+        tail = start + record_size(length)
+        nbytes += length
+        count += 1
+    return count, tail, nbytes
 
 
 def inline_limit(capacity: int) -> int:
@@ -132,11 +204,72 @@ def check_meta(buf: memoryview, size: int) -> tuple[int, int, int]:
         )
     if version != VERSION:
         raise ProtocolError(f"shared-memory layout version {version}, this ipckit reads {VERSION}")
-    if ready and (capacity % ALIGN or capacity < 64 or DATA_OFFSET + capacity > size):
+    if ready and (capacity % ALIGN or capacity < MIN_CAPACITY or DATA_OFFSET + capacity > size):
         raise ProtocolError(
             f"corrupt channel header: capacity {capacity} for a {size}-byte segment"
         )
     return ready, capacity, max_message
+
+
+def read_records(
+    buf: memoryview,
+    head: int,
+    tail: int,
+    capacity: int,
+    *,
+    segment_max: int,
+    accept_max: int,
+    max_items: int,
+) -> tuple[list[Frame], int, int, int, int]:
+    """Copy out up to ``max_items`` records from ``head``; nothing is published.
+
+    Returns ``(frames, new_head, payload_bytes, flags_seen, too_large)``. Records
+    are checked against ``segment_max`` (the channel's limit: anything over it is
+    corruption, :class:`ProtocolError`); a record within it but over ``accept_max``
+    (this reader's own limit) ends the batch: alone, it is consumed and its length
+    returned as ``too_large`` (else -1) for the caller to refuse; after others, it
+    is left for the next call.
+    """
+    frames: list[Frame] = []
+    append = frames.append
+    nbytes = 0
+    saw = 0
+    too_large = -1
+    end = DATA_OFFSET + capacity
+    while head != tail and len(frames) < max_items:
+        # Fast path for a well-formed record that does not wrap (measured: the struct
+        # unpack and these comparisons cost 0.3 us, a call to read_record 1 us); all
+        # else goes through read_record, which says exactly what is wrong.
+        at = DATA_OFFSET + head % capacity
+        magic, version, ser, flags, reserved, length = _unpack_record_header(buf, at)
+        record = (HEADER_SIZE + length + ALIGN - 1) & ~(ALIGN - 1)
+        if (
+            magic == _FRAME_PREFIX
+            and version == FRAME_VERSION
+            and reserved == _ZERO3
+            and not flags & ~FLAG_OOB
+            and length <= segment_max
+            and head + record <= tail
+            and at + record <= end
+            and tail - head <= capacity
+        ):
+            start = at + HEADER_SIZE
+            after = head + record
+        else:
+            ser, flags, start, length, after = read_record(buf, head, tail, capacity, segment_max)
+            if length < 0:
+                head = after  # a pad record
+                continue
+        if length > accept_max and not flags & FLAG_OOB:
+            if not frames:
+                too_large = length
+                head = after
+            break
+        head = after
+        append(_new_frame(Frame, (ser, flags, bytes(buf[start : start + length]))))
+        nbytes += length
+        saw |= flags
+    return frames, head, nbytes, saw, too_large
 
 
 def read_record(
@@ -160,7 +293,7 @@ def read_record(
             raise ProtocolError(f"corrupt pad record at {head} (length {length}, room {room})")
         return 0, 0, 0, -1, head + room
     ser, flags, length = decode_header(buf, at, max_message_size)
-    record = align(HEADER_SIZE + length)
+    record = record_size(length)
     if record > room or head + record > tail:
         raise ProtocolError(
             f"corrupt record at {head}: {length} bytes do not fit in the committed data"

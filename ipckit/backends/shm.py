@@ -23,7 +23,6 @@ import errno
 import os
 import re
 import stat
-import struct
 import sys
 import time
 import weakref
@@ -33,7 +32,7 @@ from typing import Any, TypeVar
 
 from ipckit import _oob
 from ipckit._deadline import Deadline
-from ipckit._framing import FLAG_OOB, HEADER, HEADER_SIZE, MAGIC, VERSION, Frame
+from ipckit._framing import FLAG_OOB, Frame
 from ipckit._names import check_names
 from ipckit._oserror import no_space_error, os_error_to_ipc, translate_os_errors
 from ipckit._sync import WAIT_SLICE, Doorbell, RobustLock
@@ -78,12 +77,7 @@ NAME_TEMPLATES = (
 # store is one aligned machine-word copy, so another process never sees a torn
 # index. struct.pack_into is not safe here: CPython zeroes the target before
 # packing into it (s_pack_internal), and a reader could see the zero.
-_pack_header_into = HEADER.pack_into
 _ATTACH_WAIT = 2.0
-# The frame header with its reserved bytes, for the receive fast path.
-_unpack_header = struct.Struct("<2sBBB3sQ").unpack_from
-_ZERO3 = bytes(3)
-_new_frame = tuple.__new__  # cheaper than the NamedTuple's Python-level __new__
 # References to a lent window while nothing else views it: the closure's cell and
 # getrefcount's argument.
 _WINDOW_REFS = 2
@@ -218,8 +212,10 @@ class ShmTransport:
     def _create(self, capacity: int, max_message_size: int) -> None:
         names = self._names
         capacity = ring.align(capacity)
-        if capacity < 4096:
-            raise ConfigurationError(f"capacity must be at least 4KiB, not {capacity} bytes")
+        if capacity < ring.MIN_CAPACITY:
+            raise ConfigurationError(
+                f"capacity must be at least {ring.MIN_CAPACITY} bytes (4KiB), not {capacity}"
+            )
         size = ring.DATA_OFFSET + capacity
         with translate_os_errors(f"creating {self.url}"), _no_tracking():
             try:
@@ -576,51 +572,26 @@ class ShmTransport:
     def _write_records(
         self, buf: memoryview, frames: Sequence[OutFrame], start: int, oob: dict[int, bytes]
     ) -> int:
-        """Copy as many frames as fit, then publish the new tail once; return the next index."""
-        capacity = self._capacity
+        """Copy as many frames as fit (ring.write_records), then publish; return the next index."""
         q = self._q
-        tail = q[_TAIL]
         head = q[_HEAD]
-        new_tail = tail
-        nbytes = 0
-        index = start
-        total = len(frames)
-        while index < total:
-            f = frames[index]
-            ref = oob.get(index)
-            if ref is None:
-                payload: Any = f.payload
-                length = f.nbytes
-                flags = f.flags
-            else:
-                payload, length, flags = ref, len(ref), f.flags | FLAG_OOB
-            record = (HEADER_SIZE + length + 15) & ~15
-            pos = new_tail % capacity
-            room = capacity - pos
-            need = record if record <= room else room + record
-            if new_tail + need - head > capacity:
-                break
-            if record > room:
-                ring.pack_pad(buf, ring.DATA_OFFSET + pos, room)
-                new_tail += room
-                pos = 0
-            at = ring.DATA_OFFSET + pos
-            _pack_header_into(buf, at, MAGIC, VERSION, f.serializer_id, flags, length)
-            if length:
-                buf[at + HEADER_SIZE : at + HEADER_SIZE + length] = payload
-            new_tail += record
-            nbytes += f.nbytes
-            index += 1
-        if index > start:
+        records = (
+            (f.serializer_id, f.flags, f.payload, f.nbytes)
+            if (ref := oob.get(i)) is None
+            else (f.serializer_id, f.flags | FLAG_OOB, ref, len(ref))
+            for i, f in enumerate(frames[start:], start)
+        )
+        count, tail, nbytes = ring.write_records(buf, head, q[_TAIL], self._capacity, records)
+        if count:
+            index = start + count
             # Publish: everything before this store is complete. The next store records
             # it for send_frames; no interrupt can fall between two stores.
-            q[_TAIL] = new_tail
+            q[_TAIL] = tail
             self._committed = index
-            q[_MSGS_IN] = q[_MSGS_IN] + index - start
+            q[_MSGS_IN] = q[_MSGS_IN] + count
             q[_BYTES_IN] = q[_BYTES_IN] + nbytes
-            used = new_tail - head
-            q[_HIGH_WATER] = max(q[_HIGH_WATER], used)
-        return index
+            q[_HIGH_WATER] = max(q[_HIGH_WATER], tail - head)
+        return start + count
 
     # -- receiving --------------------------------------------------------------------
 
@@ -685,74 +656,31 @@ class ShmTransport:
     def _resolve(self, frame: Frame) -> Frame:
         if not frame.flags & FLAG_OOB:
             return frame
-        total = _oob.block_size(frame.payload)
-        if total > self._max:
-            _oob.discard_block(frame.payload)
-            raise MessageTooLarge(
-                f"incoming message on {self.url} has {total} bytes, more than this handle's "
-                f"max_message_size={self._max}; it was dropped: open this end with a larger "
-                "max_message_size="
-            )
-        return Frame(frame.serializer_id, frame.flags & ~FLAG_OOB, _oob.read_block(frame.payload))
+        payload = _oob.resolve(frame.payload, self._max, self.url)
+        return Frame(frame.serializer_id, frame.flags & ~FLAG_OOB, payload)
 
     def _has_data(self) -> bool:
         q = self._q
         return q[_TAIL] != q[_HEAD] or self._is_shut()
 
     def _read_records(self, buf: memoryview, max_items: int) -> list[Frame]:
-        """Copy out up to ``max_items`` records, then publish the new head once."""
+        """Copy out up to ``max_items`` records (ring.read_records), then publish the head."""
         q = self._q
         head = q[_HEAD]
         tail = q[_TAIL]
         if head == tail:
             self._saw_oob = False
             return []
-        out: list[Frame] = []
-        append = out.append
-        nbytes = 0
-        saw = 0
-        capacity = self._capacity
-        limit = self._segment_max
-        mine = self._max
-        too_large = -1
         try:
-            while head != tail and len(out) < max_items:
-                # Fast path for a well-formed record that does not wrap; anything
-                # unusual (a pad record, a bad header) goes through the full check.
-                at = ring.DATA_OFFSET + head % capacity
-                magic, version, ser, flags, reserved, length = _unpack_header(buf, at)
-                record = (HEADER_SIZE + length + 15) & ~15
-                if (
-                    magic == MAGIC
-                    and version == VERSION
-                    and reserved == _ZERO3
-                    and not flags & ~FLAG_OOB
-                    and length <= limit
-                    and head + record <= tail
-                    and at + record <= ring.DATA_OFFSET + capacity
-                    and tail - head <= capacity
-                ):
-                    start = at + HEADER_SIZE
-                    after = head + record
-                else:
-                    ser, flags, start, length, after = ring.read_record(
-                        buf, head, tail, capacity, limit
-                    )
-                    if length < 0:
-                        head = after
-                        continue
-                if length > mine and not flags & FLAG_OOB:
-                    # Within the channel's limit but over this handle's: not corruption.
-                    # Taken alone (so it is not lost silently), refused below.
-                    if out:
-                        break
-                    too_large = length
-                    head = after
-                    break
-                head = after
-                append(_new_frame(Frame, (ser, flags, bytes(buf[start : start + length]))))
-                nbytes += length
-                saw |= flags
+            out, head, nbytes, saw, too_large = ring.read_records(
+                buf,
+                head,
+                tail,
+                self._capacity,
+                segment_max=self._segment_max,
+                accept_max=self._max,
+                max_items=max_items,
+            )
         except ProtocolError:
             # Record boundaries past a corrupt record are unknowable: drop what was
             # committed so the queue can go on, and tell this receiver why.
@@ -766,7 +694,7 @@ class ShmTransport:
         if too_large >= 0:
             raise MessageTooLarge(
                 f"incoming message on {self.url} has {too_large} bytes, more than this "
-                f"handle's max_message_size={mine}; it was dropped: open this end with a "
+                f"handle's max_message_size={self._max}; it was dropped: open this end with a "
                 "larger max_message_size="
             )
         return out
