@@ -87,17 +87,8 @@ def pipe_max_size() -> int:
 
 
 def _check_options(url: str, create: bool, options: Mapping[str, Any]) -> None:
-    given = sorted(k for k in _CREATOR_ONLY if options.get(k) is not None)
-    if not create and given:
-        raise ConfigurationError(
-            f"{url}: option {', '.join(map(repr, given))} applies only when creating the "
-            "FIFO (create=True); an attacher gets the creator's value, so leave it out"
-        )
-    mode = options.get("mode")
-    if mode is not None and not 0 <= mode <= 0o777:
-        raise ConfigurationError(
-            f"{url}: mode must be permission bits 0..0o777 (like 0o600), not {mode:#o}"
-        )
+    # Creator-only options from an attacher and modes outside 0..0o777 are refused at
+    # the API edge for every backend (_url.check_attach_options, the "mode" converter).
     size = options.get("pipe_size")
     if size is not None:
         limit = pipe_max_size()

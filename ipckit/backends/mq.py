@@ -100,17 +100,8 @@ _DEFAULT_MODE = 0o600
 
 def check_options(url: str, create: bool, options: Mapping[str, Any]) -> None:
     """Refuse bad values and creator-only options given to an attacher, before any call."""
-    given = sorted(k for k in _CREATOR_ONLY if options.get(k) is not None)
-    if not create and given:
-        raise ConfigurationError(
-            f"{url}: option {', '.join(map(repr, given))} applies only when creating the "
-            "queue (create=True); an attacher gets the creator's value, so leave it out"
-        )
-    mode = options.get("mode")
-    if mode is not None and not 0 <= mode <= 0o777:
-        raise ConfigurationError(
-            f"{url}: mode must be permission bits 0..0o777 (like 0o600), not {mode:#o}"
-        )
+    # Creator-only options from an attacher and modes outside 0..0o777 are refused at
+    # the API edge for every backend (_url.check_attach_options, the "mode" converter).
     depth = options.get("max_messages")
     if depth is not None and depth < 1:
         raise ConfigurationError(

@@ -4,13 +4,39 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ipckit
+from ipckit.testing import unique_name
 from tests.messaging._workers import payload
 
 #: seq of the message a child tries after its big send was interrupted.
 AFTER_SEQ = 1_000_000
+
+Pair = tuple[ipckit.Channel, ipckit.Channel]
+
+
+def _pipe() -> Pair:
+    return ipckit.pipe()
+
+
+def _sockets(scheme: str) -> Callable[[], Pair]:
+    def make() -> Pair:
+        url = f"unix://@{unique_name('s')}" if scheme == "unix" else "tcp://127.0.0.1:0"
+        with ipckit.listen(url) as lst:
+            client = ipckit.connect(lst.url, timeout=30)
+            return client, lst.accept(timeout=30)
+
+    return make
+
+
+#: A connected (client, server) pair of every stream backend.
+PAIRS: dict[str, Callable[[], Pair]] = {
+    "pipe": _pipe,
+    "unix": _sockets("unix"),
+    "tcp": _sockets("tcp"),
+}
 
 
 def big_sender(end: Any, url: str | None, report: ipckit.Channel, size: int) -> None:

@@ -7,7 +7,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 import ipckit
 from ipckit.testing import unique_name
 from tests.messaging._workers import check_payload, payload
-from tests.streams._children import AFTER_SEQ, big_sender
+from tests.streams._children import AFTER_SEQ, PAIRS, big_sender
 
 BOUND = 30
 SIZE = 4 << 20  # four times the pipe buffer: the sender blocks mid-frame
@@ -27,23 +26,6 @@ class _Interrupted(Exception):
 
 def _raise(signum: int, frame: object) -> None:
     raise _Interrupted
-
-
-def _pipe() -> tuple[ipckit.Channel, ipckit.Channel]:
-    return ipckit.pipe()
-
-
-def _sockets(scheme: str) -> Callable[[], tuple[ipckit.Channel, ipckit.Channel]]:
-    def make() -> tuple[ipckit.Channel, ipckit.Channel]:
-        url = f"unix://@{unique_name('s')}" if scheme == "unix" else "tcp://127.0.0.1:0"
-        with ipckit.listen(url) as lst:
-            client = ipckit.connect(lst.url, timeout=BOUND)
-            return client, lst.accept(timeout=BOUND)
-
-    return make
-
-
-PAIRS = {"pipe": _pipe, "unix": _sockets("unix"), "tcp": _sockets("tcp")}
 
 
 @pytest.mark.parametrize("backend", sorted(PAIRS))

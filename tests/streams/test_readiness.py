@@ -7,35 +7,15 @@ import os
 import select
 import selectors
 import time
-from collections.abc import Callable
 
 import pytest
 
 import ipckit
 from ipckit._framing import HEADER_SIZE, encode_header
 from ipckit.serializers import RAW_ID
-from ipckit.testing import unique_name
-from tests.streams._children import poll_and_exit, select_loop
+from tests.streams._children import PAIRS, poll_and_exit, select_loop
 
 BOUND = 30
-Pair = tuple[ipckit.Channel, ipckit.Channel]
-
-
-def _pipe() -> Pair:
-    return ipckit.pipe()
-
-
-def _sockets(scheme: str) -> Callable[[], Pair]:
-    def make() -> Pair:
-        url = f"unix://@{unique_name('s')}" if scheme == "unix" else "tcp://127.0.0.1:0"
-        with ipckit.listen(url) as lst:
-            client = ipckit.connect(lst.url, timeout=BOUND)
-            return client, lst.accept(timeout=BOUND)
-
-    return make
-
-
-PAIRS = {"pipe": _pipe, "unix": _sockets("unix"), "tcp": _sockets("tcp")}
 
 
 def _readable(fd: int, timeout: float = 0.0) -> bool:
