@@ -124,6 +124,10 @@ class Doorbell:
             self._sem.acquire(seconds)
         except posix_ipc.BusyError:
             return False
+        except posix_ipc.SignalError:
+            # EINTR: a signal handler runs at the caller's next call (and raises there if
+            # it raises at all); for the waiter this is a spurious wake-up, never an error.
+            return False
         return True
 
     def close(self) -> None:
@@ -255,8 +259,8 @@ class RobustLock:
             try:
                 run_all(self._steps(partial(self._sem.acquire, deadline.slice(0.002))))
                 return True
-            except posix_ipc.BusyError:
-                pass
+            except (posix_ipc.BusyError, posix_ipc.SignalError):
+                pass  # timed out, or EINTR (see Doorbell.wait): look again
             if interrupted() or deadline.expired():
                 return False
             now = (words[self.owner_at], words[self.gen_at])

@@ -63,6 +63,9 @@ _POLL_BAD = select.POLLERR | select.POLLHUP | select.POLLNVAL
 _IOV_BATCH = 512
 
 _EOS_FRAME = encode_header(0, FLAG_EOS, 0)
+#: How long past its deadline a send waits for the peer to take the rest of a frame
+#: it has started, before abandoning it (and the stream) rather than hang.
+MID_FRAME_GRACE = 5.0
 
 #: Every live transport of this process, for the fork hook.
 _LIVE: weakref.WeakSet[StreamTransport] = weakref.WeakSet()
@@ -328,10 +331,11 @@ class StreamTransport:
 
     def _send_torn(self) -> ChannelClosed:
         return ChannelClosed(
-            f"a previous send on {self.url} was interrupted mid-frame (KeyboardInterrupt or "
-            "another exception from a signal handler), so nothing more can follow it on this "
-            "stream: the peer receives every whole message sent before it and then the end "
-            "of the stream; close this channel (ChannelClosed: its sending direction is over)"
+            f"a previous send on {self.url} stopped mid-frame (interrupted by KeyboardInterrupt "
+            "or another exception from a signal handler, or abandoned because the peer read "
+            "nothing), so nothing more can follow it on this stream: the peer receives every "
+            "whole message sent before it and then the end of the stream; close this channel "
+            "(ChannelClosed: its sending direction is over)"
         )
 
     def send_frames(self, frames: Sequence[OutFrame], deadline: Deadline) -> None:
@@ -395,7 +399,7 @@ class StreamTransport:
                 raise os_error_to_ipc(exc, f"writing to {self.url}") from exc
             if n < len(data):
                 # A socket took part of it: finish the frame whatever the deadline.
-                self._write_rest(wfd, [memoryview(data)[n:]])
+                self._write_rest(wfd, [memoryview(data)[n:]], deadline, sent=0)
             self._wtorn = False
             return
 
@@ -440,7 +444,9 @@ class StreamTransport:
                 done += 1
             if done < len(ends) and n > (ends[done - 1] if done else 0):
                 # Part of a frame is out: finish that frame, ignoring the deadline.
-                self._write_rest(wfd, _skip(bufs, n), until=ends[done] - n)
+                self._write_rest(
+                    wfd, _skip(bufs, n), deadline, sent=index + done, until=ends[done] - n
+                )
                 done += 1
             self._wtorn = False
             index += done
@@ -453,8 +459,25 @@ class StreamTransport:
         del log[-2]  # the initial value accumulate repeats
         return log[-1] - before
 
-    def _write_rest(self, wfd: int, bufs: list[memoryview], until: int | None = None) -> None:
-        """Write ``until`` more bytes (default: all of ``bufs``), blocking as needed."""
+    def _write_rest(
+        self,
+        wfd: int,
+        bufs: list[memoryview],
+        deadline: Deadline,
+        *,
+        sent: int,
+        until: int | None = None,
+    ) -> None:
+        """Finish a started frame: write ``until`` more bytes (default: all of ``bufs``).
+
+        A started frame is finished past the caller's deadline (a socket can take
+        part of a frame; the rest must follow or the stream is torn), but not for
+        ever: if the peer reads nothing for ``MID_FRAME_GRACE`` seconds beyond it,
+        the frame is abandoned, the sending direction ends (the peer sees every whole
+        message, then the end) and ``Full`` says so. ``timeout=None`` waits for ever.
+        """
+        left = deadline.remaining()
+        finish = deadline if left is None else Deadline(left + MID_FRAME_GRACE)
         remaining = sum(b.nbytes for b in bufs) if until is None else until
         while remaining:
             take: list[memoryview] = []
@@ -468,7 +491,15 @@ class StreamTransport:
             try:
                 n = self._put(self._writev, wfd, take)
             except (BlockingIOError, InterruptedError):
-                self._wait_writable_forever(wfd)
+                if not self._wait_writable(wfd, finish):
+                    raise Full(
+                        f"the peer on {self.url} read nothing for {MID_FRAME_GRACE:g} s in the "
+                        "middle of a message, past timeout="
+                        f"{deadline.timeout}: the message was abandoned and this handle's "
+                        "sending direction is closed (the peer gets every whole message "
+                        "before it); close this channel",
+                        sent=sent,
+                    ) from None
                 continue
             except OSError as exc:
                 err = os_error_to_ipc(exc, f"writing to {self.url}")
@@ -478,12 +509,16 @@ class StreamTransport:
             remaining -= n
             bufs = _skip(take, n)
 
-    def _wait_writable_forever(self, wfd: int) -> None:
+    def _wait_writable(self, wfd: int, deadline: Deadline) -> bool:
+        """Wait until ``wfd`` takes bytes (or fails); False when ``deadline`` passes."""
         poller = self._poller(wfd, _POLLOUT, False)
         while True:
-            for fd, events in poller.poll(None):
+            ready = poller.poll(_ms(deadline))
+            if not ready and deadline.expired():
+                return False
+            for fd, events in ready:
                 if fd == wfd and events & (_POLLOUT | _POLL_BAD):
-                    return
+                    return True
             if self._interrupted:
                 # Mid-frame and the handle is closing: the frame cannot be finished.
                 raise HandleClosed(f"this handle on {self.url} was closed mid-message")

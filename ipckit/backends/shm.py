@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
 import re
 import stat
@@ -71,7 +72,7 @@ NAME_TEMPLATES = (
     ("its segment", "ikshm.{}"),
     ("its semaphores", "sem.ikshm.{}~items"),
     ("its lock recovery files", "ikshm.{}~srecover"),
-    ("its out-of-band blocks", "ikshm.{}~.oob.0123456789abcdef"),
+    ("its out-of-band blocks", "ikshm.{}~0123456789abcdef.oob.0123456789abcdef"),
 )
 # Header words are read and written through memoryviews cast to "Q"/"I": an item
 # store is one aligned machine-word copy, so another process never sees a torn
@@ -318,11 +319,54 @@ class ShmTransport:
         self._bells.append(self._items)
         self._space = Doorbell(names.space, create=create, mode=self._mode)
         self._bells.append(self._space)
+        # Every handle holds a shared flock on its segment descriptor (dropped by the
+        # kernel when the process dies), so the last one can tell it is the last.
+        assert self._shm is not None
+        fcntl.flock(self._shm._fd, fcntl.LOCK_SH)  # type: ignore[attr-defined]
+        # Out-of-band blocks of this channel (not of a later one of the same name).
+        self._oob_prefix = f"{names.oob_prefix}{self._ino:x}"
         _LIVE.add(self)
 
     def _reopen_locks(self) -> None:
+        """After fork: the child's own lock descriptors and its own holder lock."""
         for lock in self._locks:
             lock.reopen()
+        shm = self._shm
+        if shm is None:
+            return
+        # The inherited descriptor shares its flock with the parent: a holder of its own.
+        try:
+            fd = os.open(
+                f"{_oob.SHM_DIR}/{self._names.segment}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+            )
+        except OSError:
+            return  # unlinked already: the parent's hold covers the child too, as before
+        if os.fstat(fd).st_ino != self._ino:
+            os.close(fd)
+            return
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        old, shm._fd = shm._fd, fd  # type: ignore[attr-defined]
+        os.close(old)
+
+    def _last_holder(self) -> bool:
+        """True when no other handle (in any process) has this channel open."""
+        shm = self._shm
+        if shm is None:
+            return False
+        fd = shm._fd  # type: ignore[attr-defined]
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return True
+
+    def _renamed(self) -> bool:
+        """True when the name no longer leads to this handle's segment (unlinked)."""
+        try:
+            return os.stat(f"{_oob.SHM_DIR}/{self._names.segment}").st_ino != self._ino
+        except FileNotFoundError:
+            return True
 
     def _setup(self, buf: memoryview, capacity: int, segment_max: int) -> None:
         self._buf = buf
@@ -360,24 +404,38 @@ class ShmTransport:
                     os.close(fd)
 
     def close(self) -> None:
-        """Detach this handle; the queue lives on for the others."""
+        """Detach this handle; the queue lives on for the others.
+
+        The last handle of an unlinked channel removes the out-of-band blocks of big
+        messages nobody took (unlink() leaves them while handles are open).
+        """
         if not self._closed:
             self._closed = True
-            self._release()
+            try:
+                if self._shm is not None and self._renamed() and self._last_holder():
+                    _oob.sweep_blocks(self._oob_prefix)
+            finally:
+                self._release()
 
     def unlink(self) -> None:
         """Remove the segment, semaphores, lock files and any out-of-band blocks.
 
-        Idempotent. Does nothing when the name now belongs to another channel
-        (removed and created again since this handle opened it): a stale handle
-        never removes a newer channel.
+        Handles already open keep working, big (out-of-band) messages included;
+        the last of them to close removes what is left. Idempotent. Does nothing
+        when the name now belongs to another channel (removed and created again
+        since this handle opened it): a stale handle never removes a newer channel.
         """
         try:
             ino = os.stat(f"{_oob.SHM_DIR}/{self._names.segment}").st_ino
         except FileNotFoundError:
             return
-        if ino == self._ino:
-            remove(self._names.name)
+        if ino != self._ino:
+            return
+        # Handles still open keep receiving, big messages included: their blocks go
+        # with the last of them (close()), unless this is the last one already.
+        remove(self._names.name, blocks=False)
+        if self._last_holder():
+            _oob.sweep_blocks(self._oob_prefix)
 
     def interrupt(self) -> None:
         """Wake this handle's blocked calls (they poll the flag every slice)."""
@@ -467,7 +525,7 @@ class ShmTransport:
         try:
             for i, f in enumerate(frames):
                 if f.nbytes > self._inline:
-                    oob[i] = _oob.put_block(self._names.oob_prefix, [f.payload], self._mode)
+                    oob[i] = _oob.put_block(self._oob_prefix, [f.payload], self._mode)
             total = len(frames)
             while self._committed < total:
                 self._send_some(frames, self._committed, oob, deadline)
@@ -864,15 +922,29 @@ class ShmTransport:
         return _attach, (self._names.name, self._spin, self._mode, self._max)
 
 
-def remove(name: str) -> None:
-    """Remove every OS object of ``shm://name``; missing ones are skipped."""
+def remove(name: str, *, blocks: bool = True) -> None:
+    """Remove every OS object of ``shm://name``; missing ones are skipped.
+
+    ``blocks=False`` leaves the out-of-band blocks (of every channel that had the
+    name) for the handles still reading them.
+    """
     names = _Names(name)
     for path in (f"{_oob.SHM_DIR}/{names.segment}", names.send_recovery, names.recv_recovery):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
     for sem in (names.items, names.space, names.send_sem, names.recv_sem):
         Doorbell.unlink(sem)
-    _oob.sweep_blocks(names.oob_prefix)
+    if blocks:
+        # Blocks of every channel that had the name: "~" ends the name, so nothing else
+        # starts with this prefix.
+        try:
+            found = os.listdir(_oob.SHM_DIR)
+        except FileNotFoundError:
+            found = []
+        for entry in found:
+            if entry.startswith(names.oob_prefix) and ".oob." in entry:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{_oob.SHM_DIR}/{entry}")
 
 
 def _attach(name: str, spin: float, mode: int, max_message_size: int) -> ShmTransport:

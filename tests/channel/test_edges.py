@@ -375,3 +375,44 @@ def test_shm_names_are_checked_against_every_derived_object() -> None:
     for bad in ("shm://a\x00b", "shm://..", "shm://a b"):
         with pytest.raises(ipckit.ConfigurationError):
             ipckit.open(bad, create=True)
+
+
+# -- item 4: big messages survive unlink() for handles still open -----------------------
+
+
+def _receive_big_after_unlink(url: str, to_child: str, to_parent: str, size: int) -> None:
+    with ipckit.open(url) as ch, ipckit.open(to_child) as inbox, ipckit.open(to_parent) as out:
+        out.send("attached", timeout=BOUND)
+        assert inbox.recv(timeout=BOUND) == "unlinked"
+        assert ch.recv_bytes(timeout=BOUND) == b"b" * size
+        out.send("got it", timeout=BOUND)
+
+
+def test_unlink_keeps_big_messages_for_open_handles_and_the_last_close_cleans_up(
+    url: str,
+) -> None:
+    name = url.removeprefix("shm://")
+    to_child, to_parent = f"shm://{unique_name('down')}", f"shm://{unique_name('up')}"
+    size = 600_000  # over half the ring: out of band
+    with (
+        ipckit.open(url, create=True, capacity="64KiB") as a,
+        ipckit.open(to_child, create=True) as down,
+        ipckit.open(to_parent, create=True) as up,
+    ):
+        proc = SPAWN.Process(
+            target=_receive_big_after_unlink, args=(url, to_child, to_parent, size)
+        )
+        proc.start()
+        assert up.recv(timeout=BOUND) == "attached"
+        a.send_bytes(b"b" * size, timeout=BOUND)
+        a.unlink()  # the creator removes the channel first; the child is still reading
+        assert [n for n in os.listdir("/dev/shm") if name in n and ".oob." in n]
+        down.send("unlinked", timeout=BOUND)
+        assert up.recv(timeout=BOUND) == "got it"
+        proc.join(BOUND)
+        assert proc.exitcode == 0
+        a.send_bytes(b"c" * size, timeout=BOUND)  # a big message nobody will take
+        down.unlink()
+        up.unlink()
+    # The last handle closed: nothing of the channel is left, blocks included.
+    assert [n for n in os.listdir("/dev/shm") if name in n] == []
