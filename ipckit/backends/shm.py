@@ -540,20 +540,48 @@ class ShmTransport:
         """One inline frame with the lock free and room in the ring: the common case.
 
         False: take the general path (lock busy, ring full, shut down, out of band).
+        The critical section of _locked, flattened: through _locked and the batch
+        writer a 64-byte send cost 4.7 us in-process, flat it costs 2.9 us.
         """
-        if f.nbytes > self._inline or self._interrupted or self._w[_FLAGS] & ring.SHUT_FLAG:
+        length = f.nbytes
+        w = self._w
+        if length > self._inline or self._interrupted or w[_FLAGS] & ring.SHUT_FLAG:
             return False
-        self._committed = 0
-        done = self._locked(
-            self._send_lock,
-            _DIRTY_SEND,
-            _RECOVERIES_SEND,
-            None,
-            lambda: not self._is_shut() and self._write_records(self._buf, (f,), 0, {}) == 1,
-        )
-        if not done:
-            return False
-        self._wake(self._items, _RECV_WAITERS)
+        q = self._q
+        lock = self._send_lock
+        try:
+            if not lock.try_acquire():
+                return False
+            if w[_DIRTY_SEND]:
+                q[_RECOVERIES_SEND] += 1
+            w[_DIRTY_SEND] = 1
+            if w[_FLAGS] & ring.SHUT_FLAG:
+                return False  # shut down while we took the lock: the general path says so
+            head = q[_HEAD]
+            tail = ring.write_one(
+                self._buf,
+                head,
+                q[_TAIL],
+                self._capacity,
+                f.serializer_id,
+                f.flags,
+                f.payload,
+                length,
+            )
+            if tail < 0:
+                return False
+            q[_TAIL] = tail  # publish; the next store records it (see _write_records)
+            self._committed = 1
+            q[_MSGS_IN] += 1
+            q[_BYTES_IN] += length
+            q[_HIGH_WATER] = max(q[_HIGH_WATER], tail - head)
+        finally:
+            if w[lock.owner_at] == lock.pid and w[lock.gen_at] == lock.token:
+                w[_DIRTY_SEND] = 0
+                w[lock.owner_at] = 0
+                lock.give()
+        if w[_RECV_WAITERS]:
+            self._items.ring_if_below(w[_RECV_WAITERS])
         return True
 
     def _send_some(
@@ -656,19 +684,27 @@ class ShmTransport:
     def recv_frames(self, max_items: int, deadline: Deadline) -> list[Frame]:
         """Take 1..max_items records; see :class:`~ipckit._transport.Transport`."""
         q = self._q
-        if q[_TAIL] != q[_HEAD] and not self._interrupted:
-            # Data is there: try once without the waiting machinery.
-            taken = self._locked(
-                self._recv_lock,
-                _DIRTY_RECV,
-                _RECOVERIES_RECV,
-                None,
-                lambda: self._read_records(self._buf, max_items),
-            )
-            if taken:
-                self._wake(self._space, _SEND_WAITERS)
-                return [self._resolve(f) for f in taken] if self._saw_oob else taken
         w = self._w
+        if q[_TAIL] != q[_HEAD] and not self._interrupted:
+            # Data is there: try once without the waiting machinery. The critical section
+            # of _locked, flattened (through _locked: 3.8 us a 64-byte receive in-process).
+            lock = self._recv_lock
+            taken: list[Frame] = []
+            try:
+                if lock.try_acquire():
+                    if w[_DIRTY_RECV]:
+                        q[_RECOVERIES_RECV] += 1
+                    w[_DIRTY_RECV] = 1
+                    taken = self._read_records(self._buf, max_items)
+            finally:
+                if w[lock.owner_at] == lock.pid and w[lock.gen_at] == lock.token:
+                    w[_DIRTY_RECV] = 0
+                    w[lock.owner_at] = 0
+                    lock.give()
+            if taken:
+                if w[_SEND_WAITERS]:
+                    self._space.ring_if_below(w[_SEND_WAITERS])
+                return [self._resolve(f) for f in taken] if self._saw_oob else taken
         state = {"spun": False, "registered": False, "slept": 0.0}  # see _send_some
 
         def step() -> list[Frame]:
@@ -731,13 +767,7 @@ class ShmTransport:
             return []
         try:
             out, head, nbytes, saw, too_large = ring.read_records(
-                buf,
-                head,
-                tail,
-                self._capacity,
-                segment_max=self._segment_max,
-                accept_max=self._max,
-                max_items=max_items,
+                buf, head, tail, self._capacity, self._segment_max, self._max, max_items
             )
         except ProtocolError:
             # Record boundaries past a corrupt record are unknowable: drop what was

@@ -65,13 +65,7 @@ def test_ring_agrees_with_a_queue(capacity: int, start: int, ops: list[tuple[str
         else:
             assert isinstance(arg, int)
             frames, new_head, nbytes, saw, too_large = ring.read_records(
-                buf,
-                head,
-                tail,
-                capacity,
-                segment_max=1 << 20,
-                accept_max=1 << 20,
-                max_items=arg,
+                buf, head, tail, capacity, 1 << 20, 1 << 20, arg
             )
             assert too_large == -1 and saw == 0
             expected = [model.popleft() for _ in range(min(arg, len(model)))]
@@ -122,12 +116,12 @@ def test_a_reader_over_its_own_limit_takes_the_record_alone() -> None:
     buf = memoryview(bytearray(ring.DATA_OFFSET + capacity))
     records = [(1, 0, b"a" * 10, 10), (1, 0, b"b" * 500, 500), (1, 0, b"c", 1)]
     _, tail, _ = ring.write_records(buf, 0, 0, capacity, records)
-    kw = {"segment_max": 1 << 20, "accept_max": 100, "max_items": 10}
-    frames, head, _, _, too_large = ring.read_records(buf, 0, tail, capacity, **kw)
+    limits = (1 << 20, 100, 10)  # the channel's, this reader's, the batch
+    frames, head, _, _, too_large = ring.read_records(buf, 0, tail, capacity, *limits)
     assert [f.payload for f in frames] == [b"a" * 10] and too_large == -1
-    frames, head, _, _, too_large = ring.read_records(buf, head, tail, capacity, **kw)
+    frames, head, _, _, too_large = ring.read_records(buf, head, tail, capacity, *limits)
     assert frames == [] and too_large == 500
-    frames, head, _, _, too_large = ring.read_records(buf, head, tail, capacity, **kw)
+    frames, head, _, _, too_large = ring.read_records(buf, head, tail, capacity, *limits)
     assert [f.payload for f in frames] == [b"c"] and head == tail
 
 
@@ -136,9 +130,7 @@ def test_out_of_band_references_pass_any_reader_limit() -> None:
     buf = memoryview(bytearray(ring.DATA_OFFSET + capacity))
     ref = b"r" * 200  # a reference, not the payload: its block is checked on resolve
     _, tail, _ = ring.write_records(buf, 0, 0, capacity, [(1, FLAG_OOB, ref, len(ref))])
-    frames, head, _, saw, too_large = ring.read_records(
-        buf, 0, tail, capacity, segment_max=1 << 20, accept_max=10, max_items=1
-    )
+    frames, head, _, saw, too_large = ring.read_records(buf, 0, tail, capacity, 1 << 20, 10, 1)
     assert frames[0].payload == ref and saw & FLAG_OOB and too_large == -1 and head == tail
 
 
@@ -153,9 +145,7 @@ def test_garbage_in_the_ring_is_only_ever_a_protocol_error(garbage: bytes, at: i
     buf[pos : pos + len(chunk)] = chunk
     tail = head + ring.align(len(chunk))
     try:
-        frames, new_head, *_ = ring.read_records(
-            buf, head, tail, capacity, segment_max=1 << 20, accept_max=1 << 20, max_items=4
-        )
+        frames, new_head, *_ = ring.read_records(buf, head, tail, capacity, 1 << 20, 1 << 20, 4)
     except ProtocolError:
         return
     assert head <= new_head <= tail
@@ -168,4 +158,4 @@ def test_corrupt_indices_are_refused(bad: tuple[int, int]) -> None:
     buf = memoryview(bytearray(ring.DATA_OFFSET + 4096))
     head, tail = bad
     with pytest.raises(ProtocolError):
-        ring.read_records(buf, head, tail, 4096, segment_max=100, accept_max=100, max_items=1)
+        ring.read_records(buf, head, tail, 4096, 100, 100, 1)
