@@ -171,6 +171,9 @@ class StreamTransport:
             self._wtorn = False
         offers, self._offers = self._offers, Offers()
         offers.forget()  # our copies of the parent's offered duplicates
+        # Frames the parent had already read into this handle are the parent's to hand
+        # out (as on mq:// and fifo://): delivering them here too would duplicate them.
+        self._ready.clear()
 
     # -- waiting ----------------------------------------------------------------------
 

@@ -153,3 +153,27 @@ def test_fork_while_another_thread_is_mid_send() -> None:
         a.send_bytes(b"parent still works", timeout=BOUND)
         assert b.recv_bytes(timeout=BOUND) == b"parent still works"
         a.close()
+
+
+def test_a_forked_child_never_delivers_frames_its_parent_had_buffered() -> None:
+    a, b = ipckit.pipe()
+    try:
+        a.send_many([1, 2, 3], timeout=30)
+        assert b.recv(timeout=30) == 1  # 2 and 3 now wait inside b, read with 1
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - reports through the exit code
+            code = 1
+            try:
+                try:
+                    b.recv(timeout=0)
+                    code = 2  # a duplicate of the parent's message
+                except ipckit.Empty:
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the child delivered a parent's frame"
+        assert b.recv_many(10, timeout=30) == [2, 3]
+    finally:
+        a.close()
+        b.close()
