@@ -22,13 +22,26 @@ SPAWN = multiprocessing.get_context("spawn")
 FORK = multiprocessing.get_context("fork")
 
 
+def _remove(url: str) -> None:
+    from ipckit.backends.shm import remove
+
+    remove(url.removeprefix("shm://"))
+
+
 @pytest.fixture
 def url() -> Iterator[str]:
     name = f"shm://{unique_name('edge')}"
     yield name
-    from ipckit.backends.shm import remove
+    _remove(name)
 
-    remove(name.removeprefix("shm://"))
+
+@pytest.fixture
+def extra() -> Iterator[list[str]]:
+    """More shm:// names for a test; removed even when the test fails half-way."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        _remove(name)
 
 
 def _payload(i: int) -> bytes:
@@ -121,8 +134,9 @@ def test_timer_storm_in_a_sender_leaves_no_lock_for_others(url: str) -> None:
         ch.unlink()
 
 
-def test_timer_storm_in_a_receiver_leaves_no_lock_for_others(url: str) -> None:
+def test_timer_storm_in_a_receiver_leaves_no_lock_for_others(url: str, extra: list[str]) -> None:
     results = f"shm://{unique_name('res')}"
+    extra.append(results)
     with (
         ipckit.open(url, create=True, capacity="16KiB") as ch,
         ipckit.open(results, create=True) as res,
@@ -389,10 +403,11 @@ def _receive_big_after_unlink(url: str, to_child: str, to_parent: str, size: int
 
 
 def test_unlink_keeps_big_messages_for_open_handles_and_the_last_close_cleans_up(
-    url: str,
+    url: str, extra: list[str]
 ) -> None:
     name = url.removeprefix("shm://")
     to_child, to_parent = f"shm://{unique_name('down')}", f"shm://{unique_name('up')}"
+    extra += [to_child, to_parent]
     size = 600_000  # over half the ring: out of band
     with (
         ipckit.open(url, create=True, capacity="64KiB") as a,
