@@ -6,52 +6,22 @@ raw posix_ipc.SignalError (EINTR is a spurious wake-up, not an error).
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 import ipckit
+from tests._signals import signal_storm
 from tests.conformance.test_contract import FACTORIES
 
 BOUND = 30
-
-
-@contextmanager
-def _storm(period: float = 0.003) -> Iterator[list[int]]:
-    """SIGUSR1 (handled, harmless) to the main thread until the block ends."""
-    hits = [0]
-
-    def handler(_signum: int, _frame: object) -> None:
-        hits[0] += 1
-
-    previous = signal.signal(signal.SIGUSR1, handler)
-    stop = threading.Event()
-    main = threading.main_thread().ident
-    assert main is not None
-
-    def storm() -> None:
-        while not stop.wait(period):
-            signal.pthread_kill(main, signal.SIGUSR1)
-
-    thread = threading.Thread(target=storm, daemon=True)
-    thread.start()
-    try:
-        yield hits
-    finally:
-        stop.set()
-        thread.join(BOUND)
-        signal.signal(signal.SIGUSR1, previous)
 
 
 @pytest.mark.parametrize("backend", sorted(FACTORIES))
 def test_a_blocked_recv_keeps_its_deadline_under_signals(backend: str) -> None:
     a, b = FACTORIES[backend]({}, {})
     try:
-        with _storm() as hits:
+        with signal_storm() as hits:
             start = time.monotonic()
             with pytest.raises(ipckit.Empty):
                 b.recv(timeout=0.3)
@@ -80,7 +50,7 @@ def test_a_blocked_send_on_a_full_channel_keeps_its_deadline_under_signals(backe
                 sent += 1
             except ipckit.Full:
                 break
-        with _storm() as hits:
+        with signal_storm() as hits:
             start = time.monotonic()
             with pytest.raises(ipckit.Full):
                 a.send_bytes(chunk, timeout=0.3)
@@ -100,7 +70,7 @@ def test_a_lock_wait_on_shm_survives_signals() -> None:
     lock = b._transport._recv_lock  # type: ignore[attr-defined]
     try:
         assert lock.try_acquire()  # b holds the receive lock: a's recv must wait for it
-        with _storm() as hits:
+        with signal_storm() as hits:
             start = time.monotonic()
             with pytest.raises(ipckit.Empty):
                 a.recv(timeout=0.3)
