@@ -120,7 +120,3 @@ class Mutex:
             )
         run_steps(steps)
         return self.owner == me
-
-    def locked(self) -> bool:
-        """True while some thread holds the lock."""
-        return self._lock.locked()
