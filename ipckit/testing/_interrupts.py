@@ -105,6 +105,18 @@ def _closes_promptly(ch: Channel) -> None:
         raise AssertionError(f"close() of {ch.url} hung after an interrupted call")
 
 
+@contextmanager
+def _pair(make_pair: Any) -> Iterator[tuple[Channel, Channel]]:
+    """A pair whose ends must close promptly afterwards, however the check went."""
+    left, right = make_pair({}, {})
+    try:
+        yield left, right
+    finally:
+        _closes_promptly(right)
+        _closes_promptly(left)
+        left.unlink()
+
+
 def _drain(b: Channel, expected: set[bytes], last: bytes) -> list[bytes]:
     """What b receives up to and including ``last``; each must be one of ``expected``.
 
@@ -122,8 +134,7 @@ def _drain(b: Channel, expected: set[bytes], last: bytes) -> list[bytes]:
 
 def check_interrupt_every_point_send(make_pair: Any, start_method: str) -> None:
     """Ctrl-C at every point of send_bytes/send_many: sent whole or not at all, no lock held."""
-    left, right = make_pair({}, {})
-    try:
+    with _pair(make_pair) as (left, right):
         n = 1
         while n < _MOST_POINTS:
             msg = b"%06d" % n * 40
@@ -144,16 +155,11 @@ def check_interrupt_every_point_send(make_pair: Any, start_method: str) -> None:
                 return  # every point of the call has been hit
             n += 1
         raise AssertionError(f"send has more than {_MOST_POINTS} interrupt points")
-    finally:
-        _closes_promptly(right)
-        _closes_promptly(left)
-        left.unlink()
 
 
 def check_interrupt_every_point_recv(make_pair: Any, start_method: str) -> None:
     """Ctrl-C at every point of recv_bytes/recv_many/recv_view: no lock held, nothing torn."""
-    left, right = make_pair({}, {})
-    try:
+    with _pair(make_pair) as (left, right):
         n = 1
         while n < _MOST_POINTS:
             msg = b"%06d" % n * 40
@@ -181,16 +187,11 @@ def check_interrupt_every_point_recv(make_pair: Any, start_method: str) -> None:
                 return
             n += 1
         raise AssertionError(f"recv has more than {_MOST_POINTS} interrupt points")
-    finally:
-        _closes_promptly(right)
-        _closes_promptly(left)
-        left.unlink()
 
 
 def check_fork_during_call(make_pair: Any, start_method: str) -> None:
     """A child forked while another thread is inside recv can use and close its handles."""
-    left, right = make_pair({}, {})
-    try:
+    with _pair(make_pair) as (left, right):
         stop = b"stop"
         inside = threading.Event()
         got: list[bytes] = []
@@ -247,7 +248,3 @@ def check_fork_during_call(make_pair: Any, start_method: str) -> None:
             got.remove(b"from the child")
         else:
             assert right.recv_bytes(timeout=BOUND) == b"from the child"
-    finally:
-        _closes_promptly(right)
-        _closes_promptly(left)
-        left.unlink()
