@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.examples._run import run_bounded
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -98,21 +98,12 @@ def test_snippet_runs_as_pasted(block: Block, tmp_path: Path) -> None:
     script = tmp_path / "snippet.py"
     script.write_text(block.code)
     before = _ipc_objects()
-    proc = subprocess.Popen(
+    _, _, err = run_bounded(
         [sys.executable, "-X", "dev", "-W", "error", str(script)],
-        cwd=ROOT,  # as a reader in a clone would run it
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+        ROOT,  # as a reader in a clone would run it
+        TIMEOUT,
+        f"{block.id}\n{block.code}",
     )
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the snippet and anything it started
-        out, err = proc.communicate()
-        pytest.fail(f"{block.id} did not finish in {TIMEOUT} s\n{block.code}\n{out}\n{err}")
-    assert proc.returncode == 0, f"{block.id} exited {proc.returncode}\n{block.code}\n{out}\n{err}"
     assert "Warning" not in err, f"{block.id} warned\n{err}"
     names = {m["name"] for m in _NAME.finditer(block.code)}
     left = {o for o in _ipc_objects() - before if any(n in o for n in names)}

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.examples._run import run_bounded
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
@@ -35,23 +35,11 @@ def test_examples_exist() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_runs(path: Path) -> None:
     before = _ipc_names()
-    proc = subprocess.Popen(
-        [sys.executable, "-W", "error", str(path)],
-        cwd=EXAMPLES_DIR.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    pid, _, _ = run_bounded(
+        [sys.executable, "-W", "error", str(path)], EXAMPLES_DIR.parent, TIMEOUT, path.name
     )
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the example and any children it started
-        out, err = proc.communicate()
-        pytest.fail(f"{path.name} did not finish in {TIMEOUT} s\n{out}\n{err}")
-    assert proc.returncode == 0, f"{path.name} exited {proc.returncode}\n{out}\n{err}"
     # Examples name their OS objects after their own process id (os.getpid()).
-    mine = re.compile(rf"(?<!\d){proc.pid}(?!\d)")
+    mine = re.compile(rf"(?<!\d){pid}(?!\d)")
     left = {n for n in _ipc_names() - before if mine.search(n)}
     assert not left, f"{path.name} left IPC objects behind: {sorted(left)}"
 
