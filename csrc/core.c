@@ -1,0 +1,803 @@
+/* ipckit._core: the compiled hot paths of shm:// and of Channel.
+ *
+ * One Ring object per shm:// handle. It shares everything with the pure-Python
+ * transport (ipckit/backends/shm.py) that owns it: the segment's header words and
+ * record layout, the same named POSIX semaphores (sem_open on the names posix_ipc
+ * opened), the handle's lock tokens and pid. So a native and a pure process, or
+ * a native and a pure code path in one process, share one channel, and crash
+ * recovery (owner pid, dirty flag) works across them.
+ *
+ * Only the paths that never wait are here. Each call takes a lock with
+ * sem_trywait, copies, publishes, gives the lock back and rings a doorbell, all
+ * while holding the GIL and without running any Python code, so no signal
+ * handler (Ctrl-C) can run inside one: a call has happened whole or not at all.
+ * Anything else -- a busy lock, a full ring, a shut-down channel, an out-of-band
+ * message, a record that fails a check -- returns "not done" and the caller runs
+ * the pure-Python path, which waits (releasing the GIL, waking for signals) and
+ * raises the one documented error. C therefore has no error messages to drift
+ * from the reference, and a hostile segment can only make it step aside.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <semaphore.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "ring.h"
+
+#define RAW_ID 0u
+
+static PyTypeObject *frame_type; /* ipckit._framing.Frame, set by set_frame_type() */
+static PyObject *str_owner;      /* "owner": the holder field of ipckit._critical.Mutex */
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view;
+    int have_view;
+    uint8_t *base;
+    uint64_t capacity;
+    uint64_t segment_max; /* the creator's limit: a record over it is corruption */
+    uint64_t accept_max;  /* this handle's own max_message_size */
+    uint64_t inline_max;  /* larger payloads go out of band (Python) */
+    sem_t *sems[4];       /* send lock, receive lock, items bell, space bell */
+    uint32_t pid;
+    uint32_t send_token;
+    uint32_t recv_token;
+    int stopped;
+    int saw_oob;
+    /* Bound by a Channel (bind()): its per-handle mutexes, serializer and limit. */
+    PyObject *send_mutex;
+    PyObject *recv_mutex;
+    PyObject *dumps;
+    unsigned ser_id;
+    uint64_t max_message;
+    unsigned long long counts[4]; /* messages sent, bytes sent, messages received, bytes */
+} Ring;
+
+enum { SEND_LOCK, RECV_LOCK, ITEMS, SPACE };
+
+/* Header words: aligned, so each load and store is one machine access; acquire and
+ * release order them against the record bytes, as the reference's memoryview item
+ * stores are ordered on the x86 machines it runs on. */
+static inline uint64_t ld64(const Ring *r, size_t off)
+{
+    return __atomic_load_n((const uint64_t *)(void *)(r->base + off), __ATOMIC_ACQUIRE);
+}
+
+static inline void st64(Ring *r, size_t off, uint64_t v)
+{
+    __atomic_store_n((uint64_t *)(void *)(r->base + off), v, __ATOMIC_RELEASE);
+}
+
+static inline uint32_t ld32(const Ring *r, size_t off)
+{
+    return __atomic_load_n((const uint32_t *)(void *)(r->base + off), __ATOMIC_ACQUIRE);
+}
+
+static inline void st32(Ring *r, size_t off, uint32_t v)
+{
+    __atomic_store_n((uint32_t *)(void *)(r->base + off), v, __ATOMIC_RELEASE);
+}
+
+/* -- the two locks: RobustLock's protocol (ipckit/_sync.py) -------------------------- */
+
+typedef struct {
+    int sem;
+    size_t owner, gen, dirty, recoveries;
+} lock_words;
+
+static const lock_words SEND_WORDS = {SEND_LOCK, IK_SEND_OWNER, IK_SEND_GEN, IK_DIRTY_SEND,
+                                      IK_RECOVERIES_SEND};
+static const lock_words RECV_WORDS = {RECV_LOCK, IK_RECV_OWNER, IK_RECV_GEN, IK_DIRTY_RECV,
+                                      IK_RECOVERIES_RECV};
+
+static inline uint32_t token_of(const Ring *r, const lock_words *k)
+{
+    return k->sem == SEND_LOCK ? r->send_token : r->recv_token;
+}
+
+/* Take the lock if it is free now, record the owner, count a dead holder. */
+static int take(Ring *r, const lock_words *k)
+{
+    if (sem_trywait(r->sems[k->sem]) != 0)
+        return 0; /* EAGAIN (busy) or EINTR: the caller's pure path waits properly */
+    st32(r, k->owner, r->pid);
+    st32(r, k->gen, token_of(r, k));
+    if (ld32(r, k->dirty)) /* the previous holder died inside; nothing it wrote is visible */
+        st64(r, k->recoveries, ld64(r, k->recoveries) + 1);
+    st32(r, k->dirty, 1);
+    return 1;
+}
+
+static void give(Ring *r, const lock_words *k)
+{
+    if (ld32(r, k->owner) == r->pid && ld32(r, k->gen) == token_of(r, k)) {
+        st32(r, k->dirty, 0);
+        st32(r, k->owner, 0);
+        sem_post(r->sems[k->sem]);
+    }
+}
+
+/* Doorbell.ring_if_below: one ring if fewer are pending than sleepers counted. */
+static void wake(Ring *r, int bell, size_t waiters_at)
+{
+    /* The store that published must be visible before the waiter count is read, or a
+     * sleeper that registered meanwhile could miss both (it re-checks in 50 ms anyway). */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    uint32_t waiting = ld32(r, waiters_at);
+    if (waiting) {
+        int pending = 0;
+        if (sem_getvalue(r->sems[bell], &pending) == 0 && (pending < 0 || (uint32_t)pending < waiting))
+            sem_post(r->sems[bell]);
+    }
+}
+
+static int usable(const Ring *r)
+{
+    return r->have_view && !r->stopped;
+}
+
+/* True when nobody holds the Channel's per-handle mutex (a holder is a call of the
+ * pure path in progress, or a signal handler re-entering: both belong to Python). */
+static int mutex_free(PyObject *mutex)
+{
+    if (mutex == NULL)
+        return 0;
+    PyObject *owner = PyObject_GetAttr(mutex, str_owner);
+    if (owner == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int is_free = PyLong_CheckExact(owner) && PyLong_AsLong(owner) == 0;
+    Py_DECREF(owner);
+    return is_free;
+}
+
+/* -- sending ------------------------------------------------------------------------- */
+
+typedef struct {
+    uint64_t head, tail, start_tail;
+    uint64_t count, nbytes;
+} send_state;
+
+static int send_begin(Ring *r, send_state *s)
+{
+    if (ld32(r, IK_FLAGS) & IK_SHUT_FLAG || !take(r, &SEND_WORDS))
+        return 0;
+    /* Checked again under the lock shutdown() takes: no commit after the end. */
+    if (ld32(r, IK_FLAGS) & IK_SHUT_FLAG) {
+        give(r, &SEND_WORDS);
+        return 0;
+    }
+    s->head = ld64(r, IK_HEAD);
+    s->tail = s->start_tail = ld64(r, IK_TAIL);
+    s->count = s->nbytes = 0;
+    return 1;
+}
+
+static int send_one(Ring *r, send_state *s, unsigned ser, unsigned flags, const void *data,
+                    uint64_t length)
+{
+    uint64_t tail;
+    if (length > r->inline_max)
+        return 0;
+    if (ik_write_one(r->base, r->capacity, s->head, s->tail, ser, flags, data, length, &tail) !=
+        IK_OK)
+        return 0;
+    s->tail = tail;
+    s->count++;
+    s->nbytes += length;
+    return 1;
+}
+
+static void send_end(Ring *r, send_state *s)
+{
+    if (s->count) {
+        st64(r, IK_TAIL, s->tail); /* publish: every record before it is complete */
+        st64(r, IK_MSGS_IN, ld64(r, IK_MSGS_IN) + s->count);
+        st64(r, IK_BYTES_IN, ld64(r, IK_BYTES_IN) + s->nbytes);
+        uint64_t used = s->tail - s->head;
+        if (used > ld64(r, IK_HIGH_WATER))
+            st64(r, IK_HIGH_WATER, used);
+    }
+    give(r, &SEND_WORDS);
+    if (s->count)
+        wake(r, ITEMS, IK_RECV_WAITERS);
+}
+
+/* One payload under one lock hold; 1 when sent. */
+static int send_payload(Ring *r, unsigned ser, const void *data, uint64_t length)
+{
+    send_state s;
+    if (length > r->inline_max || !send_begin(r, &s))
+        return 0;
+    send_one(r, &s, ser, 0, data, length);
+    send_end(r, &s);
+    return s.count == 1;
+}
+
+static int small_uint(PyObject *o, unsigned limit, unsigned *out)
+{
+    if (!PyLong_CheckExact(o))
+        return 0;
+    long v = PyLong_AsLong(o);
+    if (v < 0 || (unsigned long)v > limit) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = (unsigned)v;
+    return 1;
+}
+
+PyDoc_STRVAR(try_send_doc,
+             "try_send(frames) -> int\n\n"
+             "Commit the longest prefix of OutFrames that fits now, inline, under one lock hold;\n"
+             "0 when the lock is busy, the ring full or the channel shut down.");
+
+static PyObject *Ring_try_send(Ring *r, PyObject *frames)
+{
+    if (!usable(r) || !(PyList_CheckExact(frames) || PyTuple_CheckExact(frames)))
+        return PyLong_FromLong(0);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(frames);
+    PyObject **items = PySequence_Fast_ITEMS(frames);
+    send_state s;
+    if (n == 0 || !send_begin(r, &s))
+        return PyLong_FromLong(0);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *f = items[i];
+        unsigned ser, flags;
+        if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 4 ||
+            !small_uint(PyTuple_GET_ITEM(f, 0), 255, &ser) ||
+            !small_uint(PyTuple_GET_ITEM(f, 1), 0, &flags))
+            break;
+        Py_buffer b;
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(f, 2), &b, PyBUF_SIMPLE) != 0) {
+            PyErr_Clear();
+            break;
+        }
+        PyObject *nbytes = PyTuple_GET_ITEM(f, 3);
+        int ok = PyLong_CheckExact(nbytes) && PyLong_AsSsize_t(nbytes) == b.len &&
+                 send_one(r, &s, ser, flags, b.buf, (uint64_t)b.len);
+        PyBuffer_Release(&b);
+        if (PyErr_Occurred())
+            PyErr_Clear();
+        if (!ok)
+            break;
+    }
+    send_end(r, &s);
+    return PyLong_FromUnsignedLongLong(s.count);
+}
+
+PyDoc_STRVAR(send_bytes_doc,
+             "send_bytes(data) -> bool\n\n"
+             "Channel.send_bytes without waiting; False means: take the pure path.");
+
+static PyObject *Ring_send_bytes(Ring *r, PyObject *data)
+{
+    if (!usable(r) || !mutex_free(r->send_mutex))
+        Py_RETURN_FALSE;
+    Py_buffer b;
+    if (PyObject_GetBuffer(data, &b, PyBUF_SIMPLE) != 0) {
+        PyErr_Clear(); /* not a flat buffer: the pure path copies it or says why not */
+        Py_RETURN_FALSE;
+    }
+    int sent = (uint64_t)b.len <= r->max_message &&
+               send_payload(r, RAW_ID, b.buf, (uint64_t)b.len);
+    if (sent) {
+        r->counts[0]++;
+        r->counts[1] += (unsigned long long)b.len;
+    }
+    PyBuffer_Release(&b);
+    return PyBool_FromLong(sent);
+}
+
+PyDoc_STRVAR(send_doc,
+             "send(obj) -> True | payload | False\n\n"
+             "Channel.send without waiting: True when sent; the encoded payload when it was\n"
+             "encoded but must take the pure path; False when nothing was done. The\n"
+             "serializer's own exception propagates (nothing is sent).");
+
+static PyObject *Ring_send(Ring *r, PyObject *obj)
+{
+    if (!usable(r) || r->dumps == NULL || !mutex_free(r->send_mutex))
+        Py_RETURN_FALSE;
+    PyObject *payload = PyObject_CallOneArg(r->dumps, obj);
+    if (payload == NULL)
+        return NULL;
+    /* dumps may have run Python code that closed or re-used this handle. */
+    if (!usable(r) || !mutex_free(r->send_mutex))
+        return payload;
+    Py_buffer b;
+    if (PyObject_GetBuffer(payload, &b, PyBUF_SIMPLE) != 0) {
+        PyErr_Clear();
+        return payload;
+    }
+    int sent = (uint64_t)b.len <= r->max_message &&
+               send_payload(r, r->ser_id, b.buf, (uint64_t)b.len);
+    if (sent) {
+        r->counts[0]++;
+        r->counts[1] += (unsigned long long)b.len;
+    }
+    PyBuffer_Release(&b);
+    if (!sent)
+        return payload;
+    Py_DECREF(payload);
+    Py_RETURN_TRUE;
+}
+
+/* -- receiving ----------------------------------------------------------------------- */
+
+static PyObject *make_frame(unsigned ser, unsigned flags, PyObject *payload)
+{
+    PyObject *f = frame_type->tp_alloc(frame_type, 3);
+    if (f == NULL) {
+        Py_DECREF(payload);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(f, 0, PyLong_FromUnsignedLong(ser));
+    PyTuple_SET_ITEM(f, 1, PyLong_FromUnsignedLong(flags));
+    PyTuple_SET_ITEM(f, 2, payload);
+    if (PyTuple_GET_ITEM(f, 0) == NULL || PyTuple_GET_ITEM(f, 1) == NULL) {
+        Py_DECREF(f);
+        return NULL;
+    }
+    return f;
+}
+
+/* Take up to max_items records into `out` (a list) under one hold of the receive
+ * lock; -1 with an exception set only for MemoryError. Stops, leaving the record
+ * for the pure path, at anything the reference must judge: a failed check, a
+ * record over this handle's limit, an end-of-stream frame, and (inline_only) an
+ * out-of-band reference. */
+static Py_ssize_t take_frames(Ring *r, PyObject *out, Py_ssize_t max_items, int inline_only)
+{
+    if (ld64(r, IK_HEAD) == ld64(r, IK_TAIL) || !take(r, &RECV_WORDS))
+        return 0;
+    uint64_t head = ld64(r, IK_HEAD);
+    uint64_t tail = ld64(r, IK_TAIL);
+    uint64_t first = head;
+    Py_ssize_t count = 0;
+    uint64_t nbytes = 0;
+    unsigned saw = 0;
+    int failed = 0;
+    while (head != tail && count < max_items) {
+        ik_record rec;
+        if (ik_read_record(r->base, r->capacity, head, tail, r->segment_max, &rec) != IK_OK)
+            break;
+        if (rec.pad) {
+            head = rec.next_head;
+            continue;
+        }
+        unsigned flags = rec.header.flags;
+        uint64_t length = rec.header.length;
+        if ((flags & ~IK_FLAG_OOB) || (inline_only && flags) ||
+            (!(flags & IK_FLAG_OOB) && length > r->accept_max))
+            break;
+        PyObject *payload = PyBytes_FromStringAndSize((const char *)r->base + rec.start,
+                                                      (Py_ssize_t)length);
+        PyObject *frame = payload ? make_frame(rec.header.serializer_id, flags, payload) : NULL;
+        if (frame == NULL || PyList_Append(out, frame) != 0) {
+            Py_XDECREF(frame);
+            failed = 1;
+            break;
+        }
+        Py_DECREF(frame);
+        head = rec.next_head;
+        count++;
+        nbytes += length;
+        saw |= flags;
+    }
+    if (head != first) {
+        st64(r, IK_HEAD, head); /* publish: the copies are done */
+        st64(r, IK_MSGS_OUT, ld64(r, IK_MSGS_OUT) + (uint64_t)count);
+        st64(r, IK_BYTES_OUT, ld64(r, IK_BYTES_OUT) + nbytes);
+    }
+    give(r, &RECV_WORDS);
+    if (count)
+        wake(r, SPACE, IK_SEND_WAITERS);
+    r->saw_oob = (saw & IK_FLAG_OOB) != 0;
+    return failed ? -1 : count;
+}
+
+PyDoc_STRVAR(try_recv_doc,
+             "try_recv(max_items) -> list[Frame] | None\n\n"
+             "Take 1..max_items records now (out-of-band references still marked: see\n"
+             "saw_oob); None when the lock is busy, the ring empty or the next record is\n"
+             "for the pure path to judge.");
+
+static PyObject *Ring_try_recv(Ring *r, PyObject *arg)
+{
+    Py_ssize_t max_items = PyLong_AsSsize_t(arg);
+    if (max_items == -1 && PyErr_Occurred())
+        return NULL;
+    if (!usable(r) || max_items < 1)
+        Py_RETURN_NONE;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t got = take_frames(r, out, max_items, 0);
+    if (got <= 0) {
+        Py_DECREF(out);
+        if (got < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return out;
+}
+
+PyDoc_STRVAR(recv_frame_doc,
+             "recv_frame() -> Frame | None\n\n"
+             "One inline message for Channel.recv/recv_bytes without waiting; None means:\n"
+             "take the pure path.");
+
+static PyObject *Ring_recv_frame(Ring *r, PyObject *Py_UNUSED(ignored))
+{
+    if (!usable(r) || !mutex_free(r->recv_mutex))
+        Py_RETURN_NONE;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t got = take_frames(r, out, 1, 1);
+    if (got <= 0) {
+        Py_DECREF(out);
+        if (got < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *frame = PyList_GET_ITEM(out, 0);
+    Py_INCREF(frame);
+    Py_DECREF(out);
+    r->counts[2]++;
+    r->counts[3] += (unsigned long long)PyBytes_GET_SIZE(PyTuple_GET_ITEM(frame, 2));
+    return frame;
+}
+
+/* -- lifecycle ----------------------------------------------------------------------- */
+
+static void close_sems(Ring *r)
+{
+    for (int i = 0; i < 4; i++) {
+        if (r->sems[i] != NULL && r->sems[i] != SEM_FAILED)
+            sem_close(r->sems[i]);
+        r->sems[i] = NULL;
+    }
+}
+
+static void release_all(Ring *r)
+{
+    r->stopped = 1;
+    if (r->have_view) {
+        r->have_view = 0;
+        r->base = NULL;
+        PyBuffer_Release(&r->view);
+    }
+    close_sems(r);
+}
+
+static int Ring_traverse(Ring *r, visitproc visit, void *arg)
+{
+    Py_VISIT(r->send_mutex);
+    Py_VISIT(r->recv_mutex);
+    Py_VISIT(r->dumps);
+    return 0;
+}
+
+static int Ring_clear(Ring *r)
+{
+    Py_CLEAR(r->send_mutex);
+    Py_CLEAR(r->recv_mutex);
+    Py_CLEAR(r->dumps);
+    return 0;
+}
+
+static void Ring_dealloc(Ring *r)
+{
+    PyObject_GC_UnTrack(r);
+    release_all(r);
+    Ring_clear(r);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static int Ring_init(Ring *r, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"segment",  "capacity", "segment_max", "accept_max",
+                             "send_sem", "recv_sem", "items_sem",   "space_sem",
+                             "pid",      "send_token", "recv_token", NULL};
+    PyObject *segment;
+    unsigned long long capacity, segment_max, accept_max;
+    const char *names[4];
+    unsigned long pid, send_token, recv_token;
+    if (frame_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "call set_frame_type() first");
+        return -1;
+    }
+    if (r->have_view || r->sems[0] != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Ring is already initialised");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OKKKsssskkk", kwlist, &segment, &capacity,
+                                     &segment_max, &accept_max, &names[0], &names[1], &names[2],
+                                     &names[3], &pid, &send_token, &recv_token))
+        return -1;
+    if (capacity % IK_ALIGN || capacity < IK_MIN_CAPACITY || segment_max > (1ull << 62) ||
+        pid == 0 || pid > UINT32_MAX || send_token > UINT32_MAX || recv_token > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "impossible ring parameters");
+        return -1;
+    }
+    if (PyObject_GetBuffer(segment, &r->view, PyBUF_WRITABLE) != 0)
+        return -1;
+    r->have_view = 1;
+    if ((uint64_t)r->view.len < IK_DATA_OFFSET + capacity ||
+        ((uintptr_t)r->view.buf % 8) != 0) {
+        release_all(r);
+        PyErr_SetString(PyExc_ValueError, "the segment is smaller than its ring");
+        return -1;
+    }
+    for (int i = 0; i < 4; i++) {
+        r->sems[i] = sem_open(names[i], 0);
+        if (r->sems[i] == SEM_FAILED) {
+            r->sems[i] = NULL;
+            PyErr_SetFromErrnoWithFilename(PyExc_OSError, names[i]);
+            release_all(r);
+            return -1;
+        }
+    }
+    r->base = r->view.buf;
+    r->capacity = capacity;
+    r->segment_max = segment_max;
+    r->accept_max = accept_max;
+    r->inline_max = capacity / 2 - IK_HEADER_SIZE;
+    r->pid = (uint32_t)pid;
+    r->send_token = (uint32_t)send_token;
+    r->recv_token = (uint32_t)recv_token;
+    r->stopped = 0;
+    return 0;
+}
+
+PyDoc_STRVAR(bind_doc,
+             "bind(send_mutex, recv_mutex, dumps, serializer_id, max_message_size)\n\n"
+             "Serve a Channel's fast paths: its per-handle mutexes (only used while free),\n"
+             "its serializer's dumps and its size limit.");
+
+static PyObject *Ring_bind(Ring *r, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned ser;
+    if (nargs != 5 || !small_uint(args[3], 255, &ser) || !PyLong_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "bind(send_mutex, recv_mutex, dumps, serializer_id, max_message_size)");
+        return NULL;
+    }
+    unsigned long long max = PyLong_AsUnsignedLongLong(args[4]);
+    if (max == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    Py_INCREF(args[0]);
+    Py_INCREF(args[1]);
+    Py_INCREF(args[2]);
+    Py_XSETREF(r->send_mutex, args[0]);
+    Py_XSETREF(r->recv_mutex, args[1]);
+    Py_XSETREF(r->dumps, args[2]);
+    r->ser_id = ser;
+    r->max_message = max;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Ring_rebind(Ring *r, PyObject *arg)
+{
+    unsigned long pid = PyLong_AsUnsignedLong(arg);
+    if (pid == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    if (pid == 0 || pid > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "not a pid");
+        return NULL;
+    }
+    r->pid = (uint32_t)pid;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Ring_stop(Ring *r, PyObject *Py_UNUSED(ignored))
+{
+    r->stopped = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Ring_release(Ring *r, PyObject *Py_UNUSED(ignored))
+{
+    release_all(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Ring_counters(Ring *r, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("(KKKK)", r->counts[0], r->counts[1], r->counts[2], r->counts[3]);
+}
+
+static PyObject *Ring_get_saw_oob(Ring *r, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(r->saw_oob);
+}
+
+static PyMethodDef Ring_methods[] = {
+    {"try_send", (PyCFunction)Ring_try_send, METH_O, try_send_doc},
+    {"try_recv", (PyCFunction)Ring_try_recv, METH_O, try_recv_doc},
+    {"send_bytes", (PyCFunction)Ring_send_bytes, METH_O, send_bytes_doc},
+    {"send", (PyCFunction)Ring_send, METH_O, send_doc},
+    {"recv_frame", (PyCFunction)Ring_recv_frame, METH_NOARGS, recv_frame_doc},
+    {"bind", (PyCFunction)(void (*)(void))Ring_bind, METH_FASTCALL, bind_doc},
+    {"rebind", (PyCFunction)Ring_rebind, METH_O, "rebind(pid): after fork, the child's pid."},
+    {"stop", (PyCFunction)Ring_stop, METH_NOARGS, "stop(): every later call returns 'not done'."},
+    {"release", (PyCFunction)Ring_release, METH_NOARGS,
+     "release(): stop, drop the segment's buffer and close the semaphores."},
+    {"counters", (PyCFunction)Ring_counters, METH_NOARGS,
+     "counters() -> (messages_sent, bytes_sent, messages_received, bytes_received)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Ring_getset[] = {
+    {"saw_oob", (getter)Ring_get_saw_oob, NULL,
+     "True when the last try_recv took an out-of-band reference.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject RingType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ipckit._core.Ring",
+    .tp_basicsize = sizeof(Ring),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The never-waiting paths of one shm:// handle (see ipckit/backends/shm.py).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Ring_init,
+    .tp_dealloc = (destructor)Ring_dealloc,
+    .tp_traverse = (traverseproc)Ring_traverse,
+    .tp_clear = (inquiry)Ring_clear,
+    .tp_methods = Ring_methods,
+    .tp_getset = Ring_getset,
+};
+
+/* -- the pure functions, for the tests that compare them with the reference ---------- */
+
+static int writable_segment(PyObject *o, Py_buffer *b, unsigned long long capacity)
+{
+    if (PyObject_GetBuffer(o, b, PyBUF_WRITABLE) != 0)
+        return 0;
+    if (capacity % IK_ALIGN || capacity < IK_ALIGN * 2 ||
+        (uint64_t)b->len < IK_DATA_OFFSET + capacity) {
+        PyBuffer_Release(b);
+        PyErr_SetString(PyExc_ValueError, "the buffer is smaller than its ring");
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *core_write_one(PyObject *Py_UNUSED(m), PyObject *args)
+{
+    PyObject *seg;
+    unsigned long long head, tail, capacity;
+    unsigned ser, flags;
+    Py_buffer payload, b;
+    if (!PyArg_ParseTuple(args, "OKKKIIy*", &seg, &head, &tail, &capacity, &ser, &flags,
+                          &payload))
+        return NULL;
+    if (!writable_segment(seg, &b, capacity)) {
+        PyBuffer_Release(&payload);
+        return NULL;
+    }
+    uint64_t new_tail = 0;
+    enum ik_status st = ser > 255 || flags > 255
+                            ? IK_E_FLAGS
+                            : ik_write_one(b.buf, capacity, head, tail, ser, flags, payload.buf,
+                                           (uint64_t)payload.len, &new_tail);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&payload);
+    if (st != IK_OK)
+        return PyLong_FromLong(-1);
+    return PyLong_FromUnsignedLongLong(new_tail);
+}
+
+static PyObject *core_read_record(PyObject *Py_UNUSED(m), PyObject *args)
+{
+    PyObject *seg;
+    unsigned long long head, tail, capacity, max;
+    Py_buffer b;
+    if (!PyArg_ParseTuple(args, "OKKKK", &seg, &head, &tail, &capacity, &max))
+        return NULL;
+    if (!writable_segment(seg, &b, capacity))
+        return NULL;
+    ik_record rec;
+    enum ik_status st = ik_read_record(b.buf, capacity, head, tail, max, &rec);
+    PyBuffer_Release(&b);
+    if (st != IK_OK)
+        return PyLong_FromLong((long)st);
+    if (rec.pad)
+        return Py_BuildValue("(iiKiK)", 0, 0, 0ull, -1, (unsigned long long)rec.next_head);
+    return Py_BuildValue("(IIKKK)", rec.header.serializer_id, rec.header.flags,
+                         (unsigned long long)rec.start, (unsigned long long)rec.header.length,
+                         (unsigned long long)rec.next_head);
+}
+
+static PyObject *core_decode_header(PyObject *Py_UNUSED(m), PyObject *args)
+{
+    Py_buffer b;
+    Py_ssize_t offset;
+    unsigned long long max;
+    if (!PyArg_ParseTuple(args, "y*nK", &b, &offset, &max))
+        return NULL;
+    ik_header h;
+    enum ik_status st = offset < 0 || offset > b.len
+                            ? IK_E_TRUNCATED
+                            : ik_decode_header((const uint8_t *)b.buf + offset,
+                                               (size_t)(b.len - offset), max, &h);
+    PyBuffer_Release(&b);
+    if (st != IK_OK)
+        return PyLong_FromLong((long)st);
+    return Py_BuildValue("(IIK)", h.serializer_id, h.flags, (unsigned long long)h.length);
+}
+
+static PyObject *core_encode_header(PyObject *Py_UNUSED(m), PyObject *args)
+{
+    unsigned ser, flags;
+    unsigned long long length;
+    if (!PyArg_ParseTuple(args, "IIK", &ser, &flags, &length))
+        return NULL;
+    if (ser > 255 || flags > 255) {
+        PyErr_SetString(PyExc_ValueError, "serializer id and flags are one byte each");
+        return NULL;
+    }
+    uint8_t out[IK_HEADER_SIZE];
+    ik_encode_header(out, ser, flags, length);
+    return PyBytes_FromStringAndSize((const char *)out, IK_HEADER_SIZE);
+}
+
+static PyObject *core_set_frame_type(PyObject *Py_UNUSED(m), PyObject *t)
+{
+    if (!PyType_Check(t) || !PyType_IsSubtype((PyTypeObject *)t, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "Frame must be a tuple subclass");
+        return NULL;
+    }
+    Py_INCREF(t);
+    Py_XSETREF(frame_type, (PyTypeObject *)t);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef core_methods[] = {
+    {"write_one", core_write_one, METH_VARARGS,
+     "write_one(segment, head, tail, capacity, ser, flags, payload) -> new tail or -1 "
+     "(ring.write_one)."},
+    {"read_record", core_read_record, METH_VARARGS,
+     "read_record(segment, head, tail, capacity, max) -> (ser, flags, start, length, next) "
+     "or a status code > 0 (ring.read_record)."},
+    {"decode_header", core_decode_header, METH_VARARGS,
+     "decode_header(data, offset, max) -> (ser, flags, length) or a status code > 0."},
+    {"encode_header", core_encode_header, METH_VARARGS,
+     "encode_header(ser, flags, length) -> the 16 header bytes."},
+    {"set_frame_type", core_set_frame_type, METH_O, "set_frame_type(Frame)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "ipckit._core",
+    .m_doc = "ipckit's compiled hot paths; ipckit/_accel.py decides whether they are used.",
+    .m_size = -1,
+    .m_methods = core_methods,
+};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    if (PyType_Ready(&RingType) < 0)
+        return NULL;
+    str_owner = PyUnicode_InternFromString("owner");
+    if (str_owner == NULL)
+        return NULL;
+    PyObject *m = PyModule_Create(&core_module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&RingType);
+    if (PyModule_AddObject(m, "Ring", (PyObject *)&RingType) < 0) {
+        Py_DECREF(&RingType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

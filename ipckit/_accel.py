@@ -1,0 +1,51 @@
+"""Which implementation runs the hot paths: the C core or the pure-Python reference.
+
+``ipckit._core`` (csrc/) is built by ``pip install`` where a C compiler is found;
+without it, or with ``IPCKIT_PURE=1`` in the environment when ipckit is imported,
+every path runs the pure-Python code, which stays the reference. Both share the
+same shared-memory layout and semaphores, so native and pure processes can use one
+channel together.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from ipckit._framing import Frame
+
+__all__ = ["core", "describe", "native", "set_pure"]
+
+
+def _load() -> tuple[ModuleType | None, str]:
+    if os.environ.get("IPCKIT_PURE", "") not in ("", "0"):
+        return None, "pure Python: IPCKIT_PURE is set"
+    try:
+        from ipckit import _core
+    except ImportError as exc:
+        return None, f"pure Python: the C core is not built ({exc})"
+    _core.set_frame_type(Frame)
+    return _core, "native: the C core runs the hot paths"
+
+
+_loaded, _why = _load()
+#: The C core when it is in use, else None. Read it when a handle opens, not at import.
+core: ModuleType | None = _loaded
+#: True when the C core runs the hot paths (see :data:`ipckit.native`).
+native: bool = core is not None
+
+
+def describe() -> str:
+    """One line for ``ipckit --version``: which implementation is in use and why."""
+    return _why if core is not None or _loaded is None else "pure Python: set_pure(True)"
+
+
+def set_pure(pure: bool) -> None:
+    """Use the pure path (True) or the C core, if built (False) for handles opened from now on.
+
+    For the tests and the bench, which compare both paths in one process; an
+    application sets ``IPCKIT_PURE=1`` in the environment instead.
+    """
+    global core, native
+    core = None if pure else _loaded
+    native = core is not None
