@@ -5,6 +5,7 @@ Pick a transport by URL (``shm://``, ``mq://``, ``fifo://``, ``unix://``,
 receives is the same whichever carries the bytes.
 """
 
+from ipckit import _accel
 from ipckit._transport import Capabilities
 from ipckit.channel import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -40,6 +41,12 @@ from ipckit.serializers import Serializer
 
 __version__ = "0.1.0"
 
+#: True when ipckit's compiled C core runs the hot paths of ``shm://`` and of
+#: :class:`Channel`; False when the pure-Python code does (the C core was not built,
+#: or ``IPCKIT_PURE=1`` was set when ipckit was imported). Both behave the same;
+#: the C core is faster. ``ipckit --version`` says which, and why.
+native: bool = _accel.native
+
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "AuthenticationError",
@@ -68,6 +75,7 @@ __all__ = [
     "__version__",
     "connect",
     "listen",
+    "native",
     "open",
     "pipe",
 ]

@@ -127,6 +127,14 @@ def _as_bytes(data: Any) -> tuple[Buffer, int]:
     return copy, len(copy)
 
 
+def _plain_timeout(timeout: object) -> bool:
+    """True for a timeout the fast paths may ignore (they never wait): a real number.
+
+    Anything else goes through Deadline, which says what is wrong with it.
+    """
+    return (type(timeout) is float or type(timeout) is int) and timeout == timeout  # noqa: PLR0124 - NaN test
+
+
 def _nbytes(payload: Buffer) -> int:
     if type(payload) is bytes or type(payload) is bytearray:
         return len(payload)
@@ -179,6 +187,12 @@ class Channel:
         self._messages_received = 0
         self._bytes_sent = 0
         self._bytes_received = 0
+        # The C core's never-waiting paths (shm:// with ipckit.native), or None. Each
+        # fast call below either does the whole operation or nothing, and then the
+        # pure path runs: same checks, same errors, same waits.
+        self._core: Any = getattr(transport, "native_core", None)
+        if self._core is not None:
+            self._core.bind(self._send_lock, self._recv_lock, self._dumps, self._ser_id, self._max)
         _LIVE.add(self)
 
     # -- properties -------------------------------------------------------------------
@@ -216,10 +230,16 @@ class Channel:
         except SerializationError:
             raise
         except Exception as exc:
-            raise SerializationError(
-                f"serializer {serializer_name(self._ser_id)} could not encode "
-                f"{type(obj).__name__}: {exc}"
-            ) from exc
+            raise self._encode_failed(obj, exc) from exc
+        return self._frame(payload)
+
+    def _encode_failed(self, obj: Any, exc: Exception) -> SerializationError:
+        return SerializationError(
+            f"serializer {serializer_name(self._ser_id)} could not encode "
+            f"{type(obj).__name__}: {exc}"
+        )
+
+    def _frame(self, payload: Buffer) -> OutFrame:
         n = _nbytes(payload)
         if n > self._max:
             raise self._too_large(n)
@@ -243,12 +263,34 @@ class Channel:
             Full: the channel stayed full until the timeout.
             ChannelClosed: the channel was shut down or the peer is gone.
         """
+        core = self._core
+        if core is not None and (timeout is None or _plain_timeout(timeout)):
+            try:
+                done = core.send(obj)
+            except SerializationError:
+                raise
+            except Exception as exc:
+                raise self._encode_failed(obj, exc) from exc
+            if done is True:
+                return
+            if done is not False:  # encoded, but it must wait or go out of band
+                if self._closed:
+                    raise self._closed_error()
+                self._send((self._frame(done),), timeout)
+                return
         if self._closed:
             raise self._closed_error()
         self._send((self._encode(obj),), timeout)
 
     def send_bytes(self, data: Buffer, *, timeout: float | None = None) -> None:
         """Send raw bytes, bypassing the serializer. Raises as :meth:`send`."""
+        core = self._core
+        if (
+            core is not None
+            and (timeout is None or _plain_timeout(timeout))
+            and core.send_bytes(data)
+        ):
+            return
         if self._closed:
             raise self._closed_error()
         if type(data) is bytes or type(data) is bytearray:
@@ -384,10 +426,21 @@ class Channel:
                 bytes are in the exception's ``payload``); the channel stays usable.
             ProtocolError: the peer sent a corrupt frame.
         """
+        core = self._core
+        if core is not None and (timeout is None or _plain_timeout(timeout)):
+            frame = core.recv_frame()
+            if frame is not None:
+                return self._decode(frame)
         return self._decode(self._recv_frames(1, timeout)[0])
 
     def recv_bytes(self, *, timeout: float | None = None) -> bytes:
         """Receive one message's raw payload, whatever serializer encoded it."""
+        core = self._core
+        if core is not None and (timeout is None or _plain_timeout(timeout)):
+            frame = core.recv_frame()
+            if frame is not None:
+                fast: bytes = frame.payload
+                return fast
         payload = self._recv_frames(1, timeout)[0].payload
         return payload if type(payload) is bytes else bytes(payload)
 
@@ -581,12 +634,15 @@ class Channel:
         if self._closed:
             raise self._closed_error()
         ts = self._transport.stats()
+        sent, sent_bytes, received, received_bytes = (
+            (0, 0, 0, 0) if self._core is None else self._core.counters()
+        )
         return ChannelStats(
             url=self.url,
-            messages_sent=self._messages_sent,
-            messages_received=self._messages_received,
-            bytes_sent=self._bytes_sent,
-            bytes_received=self._bytes_received,
+            messages_sent=self._messages_sent + sent,
+            messages_received=self._messages_received + received,
+            bytes_sent=self._bytes_sent + sent_bytes,
+            bytes_received=self._bytes_received + received_bytes,
             depth=ts.depth,
             capacity=ts.capacity,
             high_water=ts.high_water,

@@ -29,12 +29,14 @@ COMMANDS: list[Callable[[Any], argparse.ArgumentParser]] = [
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ipckit`` argument parser with every subcommand registered."""
-    from ipckit import __version__
+    from ipckit import __version__, _accel
 
     parser = argparse.ArgumentParser(
         prog="ipckit", description="ipckit: one Channel API for inter-process communication."
     )
-    parser.add_argument("--version", action="version", version=f"ipckit {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"ipckit {__version__} ({_accel.describe()})"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in COMMANDS:
         register(subparsers)

@@ -117,6 +117,8 @@ LAYERS = {
     "_oob": 2,
     "_sync": 2,
     "_transport": 3,
+    "_accel": 3,
+    "_core": 2,
     "backends": 4,
     "channel": 5,
     "testing": 6,
