@@ -14,12 +14,10 @@ from types import ModuleType
 
 from ipckit._framing import Frame
 
-__all__ = ["core", "describe", "native", "set_pure"]
+__all__ = ["built", "core", "describe", "native", "set_pure"]
 
 
 def _load() -> tuple[ModuleType | None, str]:
-    if os.environ.get("IPCKIT_PURE", "") not in ("", "0"):
-        return None, "pure Python: IPCKIT_PURE is set"
     try:
         from ipckit import _core
     except ImportError as exc:
@@ -28,16 +26,28 @@ def _load() -> tuple[ModuleType | None, str]:
     return _core, "native: the C core runs the hot paths"
 
 
-_loaded, _why = _load()
+_FORCED_PURE = os.environ.get("IPCKIT_PURE", "") not in ("", "0")
+# With IPCKIT_PURE set the C core is not even imported: the variable is also the way
+# out should a build of it ever misbehave.
+_loaded, _why = (None, "pure Python: IPCKIT_PURE is set") if _FORCED_PURE else _load()
 #: The C core when it is in use, else None. Read it when a handle opens, not at import.
 core: ModuleType | None = _loaded
 #: True when the C core runs the hot paths (see :data:`ipckit.native`).
 native: bool = core is not None
 
 
+def built() -> bool:
+    """True when the C core is built and importable (whether or not it is in use)."""
+    return (_loaded if _loaded is not None else _load()[0]) is not None
+
+
 def describe() -> str:
     """One line for ``ipckit --version``: which implementation is in use and why."""
-    return _why if core is not None or _loaded is None else "pure Python: set_pure(True)"
+    if core is None and not _FORCED_PURE and _loaded is not None:
+        return "pure Python: set_pure(True)"
+    if core is not None and _FORCED_PURE:
+        return "native: set_pure(False) despite IPCKIT_PURE"
+    return _why
 
 
 def set_pure(pure: bool) -> None:
@@ -47,5 +57,5 @@ def set_pure(pure: bool) -> None:
     application sets ``IPCKIT_PURE=1`` in the environment instead.
     """
     global core, native
-    core = None if pure else _loaded
+    core = None if pure else (_loaded if _loaded is not None else _load()[0])
     native = core is not None

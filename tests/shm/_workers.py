@@ -7,6 +7,7 @@ import signal
 import time
 
 import ipckit
+from ipckit import _accel
 from ipckit._deadline import Deadline
 from ipckit._framing import HEADER, MAGIC, VERSION
 from ipckit.backends import _ring as ring
@@ -22,8 +23,9 @@ def _transport(url: str) -> tuple[ipckit.Channel, object]:
     return ch, ch._transport
 
 
-def die_at(url: str, point: str) -> None:
+def die_at(url: str, point: str, pure: bool = False) -> None:
     """Attach, go to ``point`` in the protocol, and SIGKILL this process there."""
+    _accel.set_pure(pure)
     ch, t = _transport(url)
     never = lambda: False  # noqa: E731
     if point == "holding_send_lock":
@@ -65,10 +67,11 @@ def stop_holding_lock(url: str) -> None:
     ch.close()
 
 
-def produce(url: str, tag: int, count: int, seed: int) -> None:
+def produce(url: str, tag: int, count: int, seed: int, pure: bool = False) -> None:
     """Send ``count`` messages of mixed sizes tagged with producer and sequence."""
     import random
 
+    _accel.set_pure(pure)
     rng = random.Random(seed)
     with ipckit.open(url) as ch:
         batch: list[bytes] = []
@@ -89,8 +92,9 @@ def produce(url: str, tag: int, count: int, seed: int) -> None:
             ch.send_many(batch, timeout=60)
 
 
-def consume(url: str, results: str, stop_after: int) -> None:
+def consume(url: str, results: str, stop_after: int, pure: bool = False) -> None:
     """Receive until ``stop_after`` messages arrive in total, report (tag, seq) pairs."""
+    _accel.set_pure(pure)
     pairs: list[tuple[int, int]] = []
     with ipckit.open(url) as ch, ipckit.open(results) as out:
         while True:
@@ -103,3 +107,14 @@ def consume(url: str, results: str, stop_after: int) -> None:
             for m in got:
                 pairs.append((int.from_bytes(m[:2], "little"), int.from_bytes(m[2:6], "little")))
         out.send(pairs, timeout=60)
+
+
+def send_until_killed(url: str, pure: bool) -> None:
+    """Send numbered self-checking messages as fast as possible until SIGKILLed."""
+    _accel.set_pure(pure)
+    with ipckit.open(url) as ch:
+        seq = 0
+        while True:
+            body = seq.to_bytes(8, "little") * (1 + seq % 7)
+            ch.send_bytes(body, timeout=60)
+            seq += 1
