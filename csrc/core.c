@@ -52,6 +52,7 @@ typedef struct {
     PyObject *send_mutex;
     PyObject *recv_mutex;
     PyObject *dumps;
+    PyObject *loads;
     unsigned ser_id;
     uint64_t max_message;
     unsigned long long counts[4]; /* messages sent, bytes sent, messages received, bytes */
@@ -328,6 +329,61 @@ static PyObject *Ring_send(Ring *r, PyObject *obj)
     Py_RETURN_TRUE;
 }
 
+PyDoc_STRVAR(send_many_doc,
+             "send_many(objs: list | tuple) -> (sent, payloads) | None\n\n"
+             "Channel.send_many without waiting: every object is encoded first (the\n"
+             "serializer's exception propagates, nothing sent), then the prefix that fits\n"
+             "is committed under one lock hold. None: nothing was done. A payload over\n"
+             "max_message_size or out of band sends nothing (sent == 0).");
+
+static PyObject *Ring_send_many(Ring *r, PyObject *objs)
+{
+    if (!usable(r) || r->dumps == NULL || !mutex_free(r->send_mutex) ||
+        !(PyList_CheckExact(objs) || PyTuple_CheckExact(objs)))
+        Py_RETURN_NONE;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(objs);
+    PyObject *payloads = PyList_New(n);
+    if (payloads == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* Indexed afresh each time: dumps may run Python code that changes the list. */
+        if (i >= PySequence_Fast_GET_SIZE(objs)) {
+            Py_DECREF(payloads);
+            Py_RETURN_NONE;
+        }
+        PyObject *p = PyObject_CallOneArg(r->dumps, PySequence_Fast_GET_ITEM(objs, i));
+        if (p == NULL) {
+            Py_DECREF(payloads);
+            return NULL;
+        }
+        PyList_SET_ITEM(payloads, i, p);
+    }
+    uint64_t sent = 0, nbytes = 0;
+    int fits = usable(r) && mutex_free(r->send_mutex);
+    /* Sizes first: one message over a limit sends nothing (the pure path says why). */
+    for (Py_ssize_t i = 0; fits && i < n; i++) {
+        PyObject *p = PyList_GET_ITEM(payloads, i);
+        Py_ssize_t len = PyBytes_CheckExact(p) ? PyBytes_GET_SIZE(p) : -1;
+        fits = len >= 0 && (uint64_t)len <= r->max_message && (uint64_t)len <= r->inline_max;
+    }
+    send_state s;
+    if (fits && n && send_begin(r, &s)) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *p = PyList_GET_ITEM(payloads, i);
+            if (!send_one(r, &s, r->ser_id, 0, PyBytes_AS_STRING(p),
+                          (uint64_t)PyBytes_GET_SIZE(p)))
+                break;
+        }
+        send_end(r, &s);
+        sent = s.count;
+        nbytes = s.nbytes;
+    }
+    r->counts[0] += sent;
+    r->counts[1] += nbytes;
+    PyObject *result = Py_BuildValue("(KN)", (unsigned long long)sent, payloads);
+    return result;
+}
+
 /* -- receiving ----------------------------------------------------------------------- */
 
 static PyObject *make_frame(unsigned ser, unsigned flags, PyObject *payload)
@@ -455,6 +511,77 @@ static PyObject *Ring_recv_frame(Ring *r, PyObject *Py_UNUSED(ignored))
     return frame;
 }
 
+PyDoc_STRVAR(recv_many_doc,
+             "recv_many(max_items) -> list | (objects, frames) | None\n\n"
+             "Channel.recv_many without waiting: up to max_items inline messages, decoded.\n"
+             "A list when all were decoded; (decoded, rest) when the frames in rest need the\n"
+             "pure path's decoder (another serializer, or loads raised: it runs again there\n"
+             "and raises properly); None when nothing was taken.");
+
+static PyObject *Ring_recv_many(Ring *r, PyObject *arg)
+{
+    Py_ssize_t max_items = PyLong_AsSsize_t(arg);
+    if (max_items == -1 && PyErr_Occurred())
+        return NULL;
+    if (!usable(r) || max_items < 1 || !mutex_free(r->recv_mutex))
+        Py_RETURN_NONE;
+    PyObject *frames = PyList_New(0);
+    if (frames == NULL)
+        return NULL;
+    Py_ssize_t got = take_frames(r, frames, max_items, 1);
+    if (got <= 0) {
+        Py_DECREF(frames);
+        if (got < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    unsigned long long nbytes = 0;
+    for (Py_ssize_t i = 0; i < got; i++)
+        nbytes += (unsigned long long)PyBytes_GET_SIZE(PyTuple_GET_ITEM(PyList_GET_ITEM(frames, i), 2));
+    r->counts[2] += (unsigned long long)got;
+    r->counts[3] += nbytes;
+    PyObject *objs = PyList_New(got);
+    if (objs == NULL) {
+        Py_DECREF(frames);
+        return NULL;
+    }
+    Py_ssize_t done = 0;
+    for (; done < got; done++) {
+        PyObject *frame = PyList_GET_ITEM(frames, done);
+        unsigned long ser = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(frame, 0));
+        PyObject *payload = PyTuple_GET_ITEM(frame, 2);
+        PyObject *obj;
+        if (ser == RAW_ID) {
+            obj = Py_NewRef(payload); /* what the pure decoder makes of raw bytes */
+        } else if (ser == r->ser_id && r->loads != NULL) {
+            obj = PyObject_CallOneArg(r->loads, payload);
+            if (obj == NULL) {
+                PyErr_Clear(); /* the pure decoder runs it again and raises properly */
+                break;
+            }
+        } else {
+            break;
+        }
+        PyList_SET_ITEM(objs, done, obj);
+    }
+    if (done == got) {
+        Py_DECREF(frames);
+        return objs;
+    }
+    PyObject *decoded = PyList_GetSlice(objs, 0, done);
+    PyObject *rest = PyList_GetSlice(frames, done, got);
+    /* Slots past `done` were never filled: shrink before freeing. */
+    Py_SET_SIZE(objs, done);
+    Py_DECREF(objs);
+    Py_DECREF(frames);
+    if (decoded == NULL || rest == NULL) {
+        Py_XDECREF(decoded);
+        Py_XDECREF(rest);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", decoded, rest);
+}
+
 /* -- lifecycle ----------------------------------------------------------------------- */
 
 static void close_sems(Ring *r)
@@ -482,6 +609,7 @@ static int Ring_traverse(Ring *r, visitproc visit, void *arg)
     Py_VISIT(r->send_mutex);
     Py_VISIT(r->recv_mutex);
     Py_VISIT(r->dumps);
+    Py_VISIT(r->loads);
     return 0;
 }
 
@@ -490,6 +618,7 @@ static int Ring_clear(Ring *r)
     Py_CLEAR(r->send_mutex);
     Py_CLEAR(r->recv_mutex);
     Py_CLEAR(r->dumps);
+    Py_CLEAR(r->loads);
     return 0;
 }
 
@@ -558,27 +687,29 @@ static int Ring_init(Ring *r, PyObject *args, PyObject *kwds)
 }
 
 PyDoc_STRVAR(bind_doc,
-             "bind(send_mutex, recv_mutex, dumps, serializer_id, max_message_size)\n\n"
+             "bind(send_mutex, recv_mutex, dumps, loads, serializer_id, max_message_size)\n\n"
              "Serve a Channel's fast paths: its per-handle mutexes (only used while free),\n"
-             "its serializer's dumps and its size limit.");
+             "its serializer and its size limit.");
 
 static PyObject *Ring_bind(Ring *r, PyObject *const *args, Py_ssize_t nargs)
 {
     unsigned ser;
-    if (nargs != 5 || !small_uint(args[3], 255, &ser) || !PyLong_Check(args[4])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "bind(send_mutex, recv_mutex, dumps, serializer_id, max_message_size)");
+    if (nargs != 6 || !small_uint(args[4], 255, &ser) || !PyLong_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "bind(send_mutex, recv_mutex, dumps, loads, "
+                                         "serializer_id, max_message_size)");
         return NULL;
     }
-    unsigned long long max = PyLong_AsUnsignedLongLong(args[4]);
+    unsigned long long max = PyLong_AsUnsignedLongLong(args[5]);
     if (max == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
     Py_INCREF(args[0]);
     Py_INCREF(args[1]);
     Py_INCREF(args[2]);
+    Py_INCREF(args[3]);
     Py_XSETREF(r->send_mutex, args[0]);
     Py_XSETREF(r->recv_mutex, args[1]);
     Py_XSETREF(r->dumps, args[2]);
+    Py_XSETREF(r->loads, args[3]);
     r->ser_id = ser;
     r->max_message = max;
     Py_RETURN_NONE;
@@ -625,6 +756,8 @@ static PyMethodDef Ring_methods[] = {
     {"send_bytes", (PyCFunction)Ring_send_bytes, METH_O, send_bytes_doc},
     {"send", (PyCFunction)Ring_send, METH_O, send_doc},
     {"recv_frame", (PyCFunction)Ring_recv_frame, METH_NOARGS, recv_frame_doc},
+    {"send_many", (PyCFunction)Ring_send_many, METH_O, send_many_doc},
+    {"recv_many", (PyCFunction)Ring_recv_many, METH_O, recv_many_doc},
     {"bind", (PyCFunction)(void (*)(void))Ring_bind, METH_FASTCALL, bind_doc},
     {"rebind", (PyCFunction)Ring_rebind, METH_O, "rebind(pid): after fork, the child's pid."},
     {"stop", (PyCFunction)Ring_stop, METH_NOARGS, "stop(): every later call returns 'not done'."},

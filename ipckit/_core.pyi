@@ -27,11 +27,16 @@ class Ring:
     def send_bytes(self, data: Buffer, /) -> bool: ...
     def send(self, obj: Any, /) -> Buffer | bool: ...
     def recv_frame(self) -> Frame | None: ...
+    def send_many(
+        self, objs: list[Any] | tuple[Any, ...], /
+    ) -> tuple[int, list[Buffer]] | None: ...
+    def recv_many(self, max_items: int, /) -> list[Any] | tuple[list[Any], list[Frame]] | None: ...
     def bind(
         self,
         send_mutex: object,
         recv_mutex: object,
         dumps: Callable[[Any], Buffer],
+        loads: Callable[[Buffer], Any],
         serializer_id: int,
         max_message_size: int,
         /,

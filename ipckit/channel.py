@@ -187,12 +187,17 @@ class Channel:
         self._messages_received = 0
         self._bytes_sent = 0
         self._bytes_received = 0
+        # Frames taken from the transport but not yet handed out: a batch whose decoding
+        # failed part-way keeps the rest here for the next receive, so none is lost.
+        self._pending: list[Frame] = []
         # The C core's never-waiting paths (shm:// with ipckit.native), or None. Each
         # fast call below either does the whole operation or nothing, and then the
         # pure path runs: same checks, same errors, same waits.
         self._core: Any = getattr(transport, "native_core", None)
         if self._core is not None:
-            self._core.bind(self._send_lock, self._recv_lock, self._dumps, self._ser_id, self._max)
+            self._core.bind(
+                self._send_lock, self._recv_lock, self._dumps, self._loads, self._ser_id, self._max
+            )
         _LIVE.add(self)
 
     # -- properties -------------------------------------------------------------------
@@ -308,6 +313,25 @@ class Channel:
         oversized message sends nothing. If time runs out part-way, :class:`Full` is
         raised and its ``sent`` attribute says how many went out.
         """
+        core = self._core
+        if core is not None and (timeout is None or _plain_timeout(timeout)):
+            items = objs if type(objs) is list or type(objs) is tuple else list(objs)
+            try:
+                done = core.send_many(items)
+            except Exception:
+                done = None  # the pure path encodes again and raises the one documented error
+            if done is not None:
+                sent, payloads = done
+                if sent == len(payloads):
+                    return
+                rest = [self._frame(p) for p in payloads[sent:]]
+                try:
+                    self._send(rest, timeout)
+                except Full as exc:
+                    exc.sent += sent
+                    raise
+                return
+            objs = items
         if self._closed:
             raise self._closed_error()
         frames = [self._encode(obj) for obj in objs]
@@ -368,6 +392,11 @@ class Channel:
                 raise self._busy(Empty, "receiving")
             if self._closed:
                 raise self._closed_error()
+            pending = self._pending
+            if pending:
+                frames = pending[:max_items]
+                del pending[:max_items]
+                return frames  # counted when they were taken
             frames = self._transport.recv_frames(max_items, deadline)
             count = len(frames)
             self._messages_received += count
@@ -414,6 +443,23 @@ class Channel:
             serializer_id=ident,
         )
 
+    def _decode_batch(self, frames: list[Frame], decoded: list[Any]) -> list[Any]:
+        """Decode ``frames`` after ``decoded``; at a failure, keep the rest for later.
+
+        The messages before a bad one are returned now and the bad one raises on the
+        next receive (or now, when it is first); those after it wait in ``_pending``.
+        """
+        for i, frame in enumerate(frames):
+            try:
+                decoded.append(self._decode(frame))
+            except SerializationError:
+                rest = frames[i:] if decoded else frames[i + 1 :]
+                self._pending[:0] = rest
+                if decoded:
+                    return decoded
+                raise
+        return decoded
+
     def recv(self, *, timeout: float | None = None) -> Any:
         """Receive one object, decoded by this handle's serializer.
 
@@ -427,16 +473,16 @@ class Channel:
             ProtocolError: the peer sent a corrupt frame.
         """
         core = self._core
-        if core is not None and (timeout is None or _plain_timeout(timeout)):
-            frame = core.recv_frame()
-            if frame is not None:
-                return self._decode(frame)
+        if core is not None and not self._pending and (timeout is None or _plain_timeout(timeout)):
+            got = core.recv_many(1)
+            if got is not None:
+                return got[0] if type(got) is list else self._decode(got[1][0])
         return self._decode(self._recv_frames(1, timeout)[0])
 
     def recv_bytes(self, *, timeout: float | None = None) -> bytes:
         """Receive one message's raw payload, whatever serializer encoded it."""
         core = self._core
-        if core is not None and (timeout is None or _plain_timeout(timeout)):
+        if core is not None and not self._pending and (timeout is None or _plain_timeout(timeout)):
             frame = core.recv_frame()
             if frame is not None:
                 fast: bytes = frame.payload
@@ -466,7 +512,11 @@ class Channel:
             if self._closed:
                 raise self._closed_error()
             borrow = getattr(self._transport, "recv_view", None)
-            if borrow is not None:
+            counted = bool(self._pending)  # pending frames were counted when taken
+            if counted:
+                frame = self._pending.pop(0)
+                give_back, in_place = None, False
+            elif borrow is not None:
                 frame, give_back, in_place = borrow(deadline)
             else:
                 frame = self._transport.recv_frames(1, deadline)[0]
@@ -499,19 +549,28 @@ class Channel:
             if not lent and lock.owner == me:
                 lock.owner = 0
                 lock.release()
-        size = view.data.nbytes
-        self._messages_received += 1
-        self._bytes_received += size
+        if not counted:
+            self._messages_received += 1
+            self._bytes_received += view.data.nbytes
         return view
 
     def recv_many(self, max_items: int = 100, *, timeout: float | None = None) -> list[Any]:
         """Receive between 1 and ``max_items`` objects with one synchronisation.
 
         Waits (up to ``timeout``) for the first message, then takes whatever else is
-        already there without waiting. Raises as :meth:`recv`; a message that fails
-        to decode raises after the ones before it are counted as received.
+        already there without waiting. Raises as :meth:`recv`. A message that fails
+        to decode ends the batch: the ones before it are returned, and it raises on
+        the next receive (at once when it is the first); none after it is lost.
         """
-        return [self._decode(f) for f in self._recv_frames(_count(max_items), timeout)]
+        count = _count(max_items)
+        core = self._core
+        if core is not None and not self._pending and (timeout is None or _plain_timeout(timeout)):
+            got = core.recv_many(count)
+            if got is not None:
+                if type(got) is list:
+                    return got
+                return self._decode_batch(got[1], got[0])
+        return self._decode_batch(self._recv_frames(count, timeout), [])
 
     def recv_bytes_into(
         self, buffer: Buffer, offset: int = 0, *, timeout: float | None = None
@@ -557,6 +616,8 @@ class Channel:
         """True if a message (or the end of the stream) is ready to receive."""
         if self._closed:
             raise self._closed_error()
+        if self._pending:
+            return True
         return self._transport.poll(FOREVER if timeout is None else Deadline(timeout))
 
     def __iter__(self) -> Iterator[Any]:
