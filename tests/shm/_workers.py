@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Sequence
 
 import ipckit
 from ipckit import _accel
 from ipckit._deadline import Deadline
 from ipckit._framing import HEADER, MAGIC, VERSION
 from ipckit.backends import _ring as ring
+from ipckit.testing import unique_name
 
 
 def _die() -> None:
@@ -118,3 +121,51 @@ def send_until_killed(url: str, pure: bool) -> None:
             body = seq.to_bytes(8, "little") * (1 + seq % 7)
             ch.send_bytes(body, timeout=60)
             seq += 1
+
+
+def run_many(
+    url: str,
+    per_producer: int,
+    method: str,
+    *,
+    pure_producers: Sequence[bool] = (False,) * 4,
+    pure_consumers: Sequence[bool] = (False, False),
+    capacity: str = "256KiB",
+) -> None:
+    """In the parent: producers and consumers (each pure or not) on ``url``; check every message.
+
+    Every message arrives exactly once and each consumer sees each producer's
+    messages in order.
+    """
+    results = f"shm://{unique_name('res')}"
+    ctx = multiprocessing.get_context(method)
+    with (
+        ipckit.open(url, create=True, capacity=capacity) as q,
+        ipckit.open(results, create=True) as res,
+    ):
+        producers = [
+            ctx.Process(target=produce, args=(url, tag, per_producer, tag, pure))
+            for tag, pure in enumerate(pure_producers)
+        ]
+        consumers = [
+            ctx.Process(target=consume, args=(url, results, 0, pure)) for pure in pure_consumers
+        ]
+        for p in producers + consumers:
+            p.start()
+        for p in producers:
+            p.join(600)
+            assert p.exitcode == 0
+        q.shutdown()
+        reports = [res.recv(timeout=120) for _ in consumers]
+        for c in consumers:
+            c.join(60)
+            assert c.exitcode == 0
+        q.unlink()
+        res.unlink()
+    pairs = [tuple(p) for r in reports for p in r]
+    assert len(pairs) == len(pure_producers) * per_producer, "every message exactly once"
+    assert len(set(pairs)) == len(pairs), "no duplicates"
+    for report in reports:
+        for tag in range(len(pure_producers)):
+            seqs = [s for t, s in report if t == tag]
+            assert seqs == sorted(seqs), "each consumer sees a producer's messages in order"

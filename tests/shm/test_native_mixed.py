@@ -69,41 +69,14 @@ def test_open_handles_say_which_path_serves_them(url: str) -> None:
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_mixed_producers_and_consumers_deliver_exactly_once_in_order(url: str, method: str) -> None:
-    per_producer = 2000
-    results = f"shm://{unique_name('res')}"
-    ctx = multiprocessing.get_context(method)
-    with (
-        ipckit.open(url, create=True, capacity="64KiB") as q,
-        ipckit.open(results, create=True) as res,
-    ):
-        producers = [
-            ctx.Process(target=_workers.produce, args=(url, tag, per_producer, tag, tag % 2 == 1))
-            for tag in range(4)
-        ]
-        consumers = [
-            ctx.Process(target=_workers.consume, args=(url, results, 0, pure))
-            for pure in (False, True)
-        ]
-        for p in producers + consumers:
-            p.start()
-        for p in producers:
-            p.join(300)
-            assert p.exitcode == 0
-        q.shutdown()
-        reports = [res.recv(timeout=120) for _ in consumers]
-        for c in consumers:
-            c.join(60)
-            assert c.exitcode == 0
-        q.unlink()
-        res.unlink()
-    pairs = [tuple(p) for r in reports for p in r]
-    assert len(pairs) == 4 * per_producer, "every message exactly once"
-    assert len(set(pairs)) == len(pairs), "no duplicates"
-    assert all(reports), "both the native and the pure consumer took messages"
-    for report in reports:
-        for tag in range(4):
-            seqs = [s for t, s in report if t == tag]
-            assert seqs == sorted(seqs), "each consumer sees a producer's messages in order"
+    _workers.run_many(
+        url,
+        2000,
+        method,
+        pure_producers=(False, True, False, True),
+        pure_consumers=(False, True),
+        capacity="64KiB",
+    )
 
 
 @pytest.mark.parametrize("victim", list(PATHS))

@@ -305,47 +305,14 @@ def test_stopped_lock_holder_is_not_robbed(url: str) -> None:
         a.unlink()
 
 
-def _run_many(url: str, per_producer: int, method: str) -> None:
-    results = f"shm://{unique_name('res')}"
-    with (
-        ipckit.open(url, create=True, capacity="256KiB") as q,
-        ipckit.open(results, create=True) as res,
-    ):
-        ctx = _ctx(method)
-        producers = [
-            ctx.Process(target=_workers.produce, args=(url, tag, per_producer, tag))
-            for tag in range(4)
-        ]
-        consumers = [ctx.Process(target=_workers.consume, args=(url, results, 0)) for _ in range(2)]
-        for p in producers + consumers:
-            p.start()
-        for p in producers:
-            p.join(600)
-            assert p.exitcode == 0
-        q.shutdown()
-        reports = [res.recv(timeout=120) for _ in consumers]
-        for c in consumers:
-            c.join(60)
-            assert c.exitcode == 0
-        q.unlink()
-        res.unlink()
-    pairs = [tuple(p) for r in reports for p in r]
-    assert len(pairs) == 4 * per_producer, "every message exactly once"
-    assert len(set(pairs)) == len(pairs), "no duplicates"
-    for report in reports:
-        for tag in range(4):
-            seqs = [s for t, s in report if t == tag]
-            assert seqs == sorted(seqs), "each consumer sees a producer's messages in order"
-
-
 @pytest.mark.parametrize("method", METHODS)
 def test_four_producers_two_consumers(url: str, method: str) -> None:
-    _run_many(url, 3000, method)
+    _workers.run_many(url, 3000, method)
 
 
 @pytest.mark.slow
 def test_four_producers_two_consumers_100k(url: str) -> None:
-    _run_many(url, 100_000, "fork")
+    _workers.run_many(url, 100_000, "fork")
 
 
 def test_recv_view_is_zero_copy_and_holds_the_receive_lock(url: str) -> None:
