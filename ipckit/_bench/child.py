@@ -16,13 +16,23 @@ from itertools import cycle
 from time import perf_counter_ns
 from typing import Any
 
+import msgpack
 from typing_extensions import Buffer
 
 from ipckit._bench.contender import Endpoint
 from ipckit._bench.stats import percentile
 from ipckit._bench.workloads import END
 
-__all__ = ["consume", "describe_mismatch", "echo", "ping", "produce"]
+__all__ = [
+    "consume",
+    "consume_objects",
+    "describe_mismatch",
+    "describe_object_mismatch",
+    "echo",
+    "ping",
+    "produce",
+    "produce_objects",
+]
 
 _TAG = struct.Struct("<II")
 #: Ping-pong exchanges before the timed ones: first touches, page faults, wake-up paths.
@@ -187,3 +197,82 @@ def echo(ep: Endpoint) -> dict[str, Any]:
             return {"received": count}
         send(data)  # type: ignore[arg-type]
         count += 1
+
+
+def describe_object_mismatch(index: int, got: Any, expected: dict[str, Any]) -> str:
+    """Say how object ``index`` differs from the dict expected, in a line."""
+    if isinstance(got, dict):
+        tag = (got.get("producer"), got.get("seq"))
+        want = (expected["producer"], expected["seq"])
+        if tag != want:
+            return (
+                f"message #{index}: got (producer, seq) {tag}, expected {want} "
+                "(a message lost, duplicated, reordered or mixed)"
+            )
+        return f"message #{index}: the dict differs from the one sent (corrupted body)"
+    return f"message #{index}: expected a dict, got {type(got).__name__} {got!r:.60}"
+
+
+def _encoded_sizes(variants: Sequence[Any]) -> list[int]:
+    # The MB/s column of the dict workload counts msgpack's size for every contender
+    # (the peers pickle, a little larger), so it is msgs/s times a fixed size.
+    return [len(msgpack.packb(v)) for v in variants]
+
+
+def produce_objects(
+    ep: Endpoint, variants: Sequence[Any], duration_ns: int, min_messages: int
+) -> dict[str, Any]:
+    """:func:`produce` for objects: ``send_obj`` (or ``send_obj_many``) of each in turn."""
+    sizes = _encoded_sizes(variants)
+    stride = 64  # small objects: read the clock every 64 messages
+    sent = 0
+    nbytes = 0
+    t0 = perf_counter_ns()
+    deadline = t0 + duration_ns
+    if ep.batch > 1:
+        width = min(ep.batch, len(variants))
+        batches = [list(variants[j : j + width]) for j in range(0, len(variants), width)]
+        batch_bytes = [sum(sizes[j : j + width]) for j in range(0, len(variants), width)]
+        send_many = ep.send_obj_many
+        j = 0
+        while sent < min_messages or perf_counter_ns() < deadline:
+            send_many(batches[j])
+            sent += width
+            nbytes += batch_bytes[j]
+            j = (j + 1) % len(batches)
+    else:
+        send = ep.send_obj
+        source = cycle(variants)
+        lengths = cycle(sizes)
+        while sent < min_messages or perf_counter_ns() < deadline:
+            for _ in range(stride):
+                send(next(source))
+                nbytes += next(lengths)
+            sent += stride
+    t1 = perf_counter_ns()
+    ep.send_obj(END)
+    return {"sent": sent, "bytes": nbytes, "t0": t0, "t1": t1}
+
+
+def consume_objects(ep: Endpoint, variants: Sequence[Any]) -> dict[str, Any]:
+    """:func:`consume` for objects, one producer: every object must equal the one expected."""
+    sizes = _encoded_sizes(variants)
+    mask = len(variants) - 1  # a power of two (see workloads.make_dicts)
+    failure: str | None = None
+    nbytes = 0
+    i = 0
+    many = ep.batch > 1
+    recv, recv_many = ep.recv_obj, ep.recv_obj_many
+    ended = False
+    while not ended:
+        for obj in recv_many() if many else (recv(),):
+            if obj != variants[i & mask]:
+                if obj == END:
+                    ended = True
+                    continue
+                if failure is None:
+                    failure = describe_object_mismatch(i, obj, variants[i & mask])
+            nbytes += sizes[i & mask]
+            i += 1
+    t_end = perf_counter_ns()
+    return {"received": i, "bytes": nbytes, "t_end": t_end, "failure": failure}

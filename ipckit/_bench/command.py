@@ -122,9 +122,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--baseline",
-        default="raw-pipe",
+        default="auto",
         metavar="NAME",
-        help=("contender the ratio column compares with (default raw-pipe; 'none' for no ratios)"),
+        help=(
+            "contender every ratio compares with; default 'auto': each table's own (raw-pipe; "
+            "raw-memcpy for bw-16MiB; mp-queue for small-dict; faster-fifo, and "
+            "faster-fifo-batch for batch rows, for many-*); 'none' for no ratios"
+        ),
     )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON (see docs)")
     p.add_argument(
@@ -186,21 +190,49 @@ def select(
     return chosen_c, chosen_w
 
 
+def _with_baselines(
+    names: list[str], pool: Sequence[Any], workloads: Sequence[Any], skip: Sequence[str]
+) -> list[str]:
+    """``names`` plus each chosen workload's baselines (the ratio column needs them).
+
+    A baseline the user skipped by name or pattern stays out: its ratios show "-".
+    """
+    from ipckit._bench.workloads import AUTO, baseline_of
+
+    by_name = {c.name: c for c in pool}
+    batched = {by_name[n].batch for n in names} - {1}
+    wanted = set(names)
+    for w in workloads:
+        for batch in (1, *batched):
+            base = baseline_of(AUTO, w, batch)
+            if base is None or base not in by_name:
+                continue
+            if any(fnmatch.fnmatchcase(base, tok) for tok in _tokens(skip)):
+                continue
+            wanted.add(base)
+    return [c.name for c in pool if c.name in wanted]
+
+
 def _list(out: Any) -> int:
     from ipckit._bench.registry import all_contenders
     from ipckit._bench.workloads import WORKLOADS
 
+    contenders = all_contenders()
+    width = max(len(n) for n in [*(c.name for c in contenders), *(w.name for w in WORKLOADS)])
     out.write("contenders:\n")
-    for c in all_contenders():
+    for c in contenders:
         try:
             reason = c.probe()
         except Exception as exc:  # noqa: BLE001 - listing must survive a broken probe
             reason = f"probe failed: {exc}"
         state = "" if reason is None else f"  [skipped: {reason}]"
-        out.write(f"  {c.name:<18} {c.description}{state}\n")
+        out.write(f"  {c.name:<{width}} {c.description}{state}\n")
     out.write("workloads:\n")
     for w in WORKLOADS:
-        out.write(f"  {w.name:<18} {w.label}\n")
+        base = w.baseline or "nothing"
+        if w.batch_baseline is not None:
+            base += f"; batch rows vs {w.batch_baseline}"
+        out.write(f"  {w.name:<{width}} {w.label} (vs {base})\n")
     return 0
 
 
@@ -243,7 +275,7 @@ def run(args: argparse.Namespace, contenders: Sequence[Any] | None = None) -> in
     from ipckit._bench.report import cell_line, format_table
     from ipckit._bench.results import ERROR, FAIL, TIMEOUT
     from ipckit._bench.session import Settings, run_bench
-    from ipckit._bench.workloads import WORKLOADS
+    from ipckit._bench.workloads import AUTO, WORKLOADS
 
     if args.list:
         return _list(sys.stdout)
@@ -260,11 +292,14 @@ def run(args: argparse.Namespace, contenders: Sequence[Any] | None = None) -> in
     by_name = {c.name: c for c in pool}
     names, wnames = select(list(by_name), [w.name for w in WORKLOADS], args.only, args.skip)
     baseline: str | None = None if args.baseline.lower() == "none" else args.baseline
-    if baseline is not None:
+    if baseline == AUTO:
+        chosen = [w for w in WORKLOADS if w.name in wnames]
+        names = _with_baselines(names, pool, chosen, args.skip)
+    elif baseline is not None:
         if baseline not in by_name:
             raise UsageError(
-                f"--baseline {baseline!r} is not a contender; choose one of {', '.join(by_name)} "
-                "or 'none'"
+                f"--baseline {baseline!r} is not a contender; choose one of {', '.join(by_name)}, "
+                "'auto' or 'none'"
             )
         if baseline in _tokens(args.skip):
             raise UsageError(f"--baseline {baseline} is also in --skip; drop one of them")

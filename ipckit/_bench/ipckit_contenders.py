@@ -3,13 +3,21 @@
 Backends land one by one; a scheme whose backend module is missing (a
 ``ConfigurationError`` from :func:`ipckit.backends.get_backend`, or an import
 error) is listed as skipped, so the bench picks each new backend up the day it
-exists. Messages go through ``send_bytes``/``recv_bytes`` (serializer bypassed):
-the bench measures transports, not msgpack.
+exists. Byte messages go through ``send_bytes``/``recv_bytes`` (serializer
+bypassed): those workloads measure transports, not msgpack. The ``small-dict``
+workload goes through ``send``/``recv`` with the default serializer, msgpack.
+
+Native or pure: each end records ``ipckit._accel.native`` when it opens its
+handles, and the report shows it on the row. The ``-pure`` contenders call
+``ipckit._accel.set_pure(True)`` in every process before it opens a handle, so
+one run shows both paths side by side; where the C core is not built, both rows
+run pure and say so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from typing_extensions import Buffer
@@ -32,19 +40,56 @@ from ipckit.backends import get_backend
 from ipckit.errors import ConfigurationError
 from ipckit.testing import unique_name
 
-__all__ = ["IPCKIT_CONTENDERS", "spin_value"]
+__all__ = ["IPCKIT_CONTENDERS", "current_implementation", "pure_path", "spin_value"]
 
 #: How long a child waits for a peer to connect or a channel to appear.
 _CONNECT_TIMEOUT = 30.0
 
 
+def _accel() -> Any:
+    """``ipckit._accel``, or None in an ipckit that predates it (and has no C core)."""
+    try:
+        from ipckit import _accel
+    except ImportError:
+        return None
+    return _accel
+
+
+def current_implementation() -> str:
+    """``native`` if handles opened now in this process use the C core, else ``pure``."""
+    accel = _accel()
+    return "native" if accel is not None and accel.native else "pure"
+
+
+@contextlib.contextmanager
+def pure_path(pure: bool) -> Iterator[None]:
+    """Open handles inside on the pure path if ``pure``; this process's setting comes back after."""
+    accel = _accel()
+    if not pure or accel is None:
+        yield
+        return
+    was_pure = accel.core is None
+    accel.set_pure(True)
+    try:
+        yield
+    finally:
+        accel.set_pure(was_pure)
+
+
 class ChannelEndpoint(Endpoint):
     """An :class:`ipckit.Channel` per direction (the same one twice when it is duplex)."""
 
-    def __init__(self, out: ipckit.Channel | None, inbound: ipckit.Channel | None, batch: int = 1):
+    def __init__(
+        self,
+        out: ipckit.Channel | None,
+        inbound: ipckit.Channel | None,
+        batch: int = 1,
+        implementation: str | None = None,
+    ):
         self._out = out
         self._in = inbound
         self.batch = batch
+        self.implementation = implementation or current_implementation()
 
     def send(self, data: bytes) -> None:
         """Send raw bytes."""
@@ -65,6 +110,27 @@ class ChannelEndpoint(Endpoint):
         """One ``recv_many`` call of up to ``batch`` messages."""
         assert self._in is not None
         got: list[Buffer] = self._in.recv_many(max_items=self.batch)
+        return got
+
+    def send_obj(self, obj: Any) -> None:
+        """``send``: the channel's serializer (msgpack) encodes it."""
+        assert self._out is not None
+        self._out.send(obj)
+
+    def recv_obj(self) -> Any:
+        """``recv``: decoded by the channel's serializer."""
+        assert self._in is not None
+        return self._in.recv()
+
+    def send_obj_many(self, items: Sequence[Any]) -> None:
+        """One ``send_many`` call of objects."""
+        assert self._out is not None
+        self._out.send_many(items)
+
+    def recv_obj_many(self) -> Sequence[Any]:
+        """One ``recv_many`` call of up to ``batch`` objects."""
+        assert self._in is not None
+        got: list[Any] = self._in.recv_many(max_items=self.batch)
         return got
 
     def close(self) -> None:
@@ -102,6 +168,8 @@ def _probe_pipe() -> str | None:
 
 class _PipeLink(Link):
     def __init__(self, spec: LinkSpec) -> None:
+        # The parent opens both ends and the children inherit them: they ran as the parent opened.
+        self._implementation = current_implementation()
         self._fwd = ipckit.pipe(duplex=False)  # (receive end, send end)
         self._back = ipckit.pipe(duplex=False) if spec.duplex else None
 
@@ -109,8 +177,8 @@ class _PipeLink(Link):
         f_in, f_out = self._fwd
         b_in, b_out = self._back if self._back is not None else (None, None)
         if role == PRODUCER:
-            return ChannelEndpoint(f_out, b_in)
-        return ChannelEndpoint(b_out, f_in)
+            return ChannelEndpoint(f_out, b_in, implementation=self._implementation)
+        return ChannelEndpoint(b_out, f_in, implementation=self._implementation)
 
     def cleanup(self) -> None:
         for pair in (self._fwd, self._back):
@@ -125,21 +193,28 @@ class _NamedLink(Link):
     """Channels the parent creates (and keeps open until cleanup); children attach by URL."""
 
     def __init__(
-        self, spec: LinkSpec, scheme: str, options: Mapping[str, Any], batch: int = 1
+        self,
+        spec: LinkSpec,
+        scheme: str,
+        options: Mapping[str, Any],
+        batch: int = 1,
+        pure: bool = False,
     ) -> None:
         self._dir = TempDir() if scheme == "fifo" else None
         self._scheme = scheme
         self._options = dict(options)
-        if batch > 1:
-            self._options["serializer"] = "raw"
+        # Batches of bytes skip the serializer; batches of objects are what msgpack is for.
+        self._options["serializer"] = "raw" if batch > 1 and not spec.objects else "msgpack"
         self._batch = batch
+        self._pure = pure
         self._created: list[ipckit.Channel] = []
         try:
-            for _ in range(2 if spec.duplex else 1):
-                name = unique_name("bench")
-                address = self._dir.join(name) if self._dir is not None else name
-                url = f"{scheme}://{address}"
-                self._created.append(ipckit.open(url, create=True, **self._options))
+            with pure_path(pure):
+                for _ in range(2 if spec.duplex else 1):
+                    name = unique_name("bench")
+                    address = self._dir.join(name) if self._dir is not None else name
+                    url = f"{scheme}://{address}"
+                    self._created.append(ipckit.open(url, create=True, **self._options))
         except BaseException:
             self.cleanup()
             raise
@@ -151,6 +226,11 @@ class _NamedLink(Link):
         attach = {
             k: v for k, v in self._options.items() if not (k in specs and specs[k].creator_only)
         }
+        if self._pure:
+            # In the child, for good: every handle this process opens runs the pure code.
+            accel = _accel()
+            if accel is not None:
+                accel.set_pure(True)
         chans = [ipckit.open(url, **attach) for url in urls]
         fwd = chans[0]
         back = chans[1] if len(chans) > 1 else None
@@ -250,7 +330,9 @@ class _SocketLink(Link):
             self._dir.remove()
 
 
-def _named(scheme: str, options: Mapping[str, Any] | None = None, batch: int = 1) -> Any:
+def _named(
+    scheme: str, options: Mapping[str, Any] | None = None, batch: int = 1, pure: bool = False
+) -> Any:
     def make(spec: LinkSpec) -> Link:
         opts = dict(options or {})
         if scheme == "shm" and opts.get("spin") == "auto":
@@ -259,7 +341,7 @@ def _named(scheme: str, options: Mapping[str, Any] | None = None, batch: int = 1
             # Sized as a user sending such messages would size it: the largest message
             # stays in the ring (at most half of it) instead of going out of band.
             opts["capacity"] = max(1 << 20, 4 * spec.max_size)
-        return _NamedLink(spec, scheme, opts, batch)
+        return _NamedLink(spec, scheme, opts, batch, pure)
 
     return make
 
@@ -275,6 +357,7 @@ IPCKIT_CONTENDERS: Sequence[Contender] = (
         "ipckit",
         _PipeLink,
         probe=_probe_pipe,
+        objects=True,
     ),
     Contender(
         "ipckit-shm",
@@ -283,6 +366,18 @@ IPCKIT_CONTENDERS: Sequence[Contender] = (
         _named("shm"),
         probe=lambda: _probe_scheme("shm"),
         many_producers=True,
+        many_consumers=True,
+        objects=True,
+    ),
+    Contender(
+        "ipckit-shm-pure",
+        "ipckit-shm with every process on the pure-Python path (ipckit._accel.set_pure)",
+        "ipckit",
+        _named("shm", pure=True),
+        probe=lambda: _probe_scheme("shm"),
+        many_producers=True,
+        many_consumers=True,
+        objects=True,
     ),
     Contender(
         "ipckit-shm-batch",
@@ -292,6 +387,21 @@ IPCKIT_CONTENDERS: Sequence[Contender] = (
         probe=lambda: _probe_scheme("shm"),
         supports=_batch_supports,
         many_producers=True,
+        many_consumers=True,
+        objects=True,
+        batch=BATCH,
+    ),
+    Contender(
+        "ipckit-shm-batch-pure",
+        "ipckit-shm-batch with every process on the pure-Python path",
+        "ipckit",
+        _named("shm", batch=BATCH, pure=True),
+        probe=lambda: _probe_scheme("shm"),
+        supports=_batch_supports,
+        many_producers=True,
+        many_consumers=True,
+        objects=True,
+        batch=BATCH,
     ),
     Contender(
         "ipckit-shm-spin",
@@ -300,6 +410,8 @@ IPCKIT_CONTENDERS: Sequence[Contender] = (
         _named("shm", {"spin": "auto"}),
         probe=_probe_spin,
         many_producers=True,
+        many_consumers=True,
+        objects=True,
     ),
     Contender(
         "ipckit-mq",
@@ -308,6 +420,8 @@ IPCKIT_CONTENDERS: Sequence[Contender] = (
         _named("mq"),
         probe=lambda: _probe_scheme("mq"),
         many_producers=True,
+        many_consumers=True,
+        objects=True,
     ),
     Contender(
         "ipckit-fifo",
@@ -316,6 +430,8 @@ IPCKIT_CONTENDERS: Sequence[Contender] = (
         _named("fifo"),
         probe=lambda: _probe_scheme("fifo"),
         many_producers=True,
+        many_consumers=True,
+        objects=True,
     ),
     Contender(
         "ipckit-unix",
@@ -323,6 +439,7 @@ IPCKIT_CONTENDERS: Sequence[Contender] = (
         "ipckit",
         _socket("unix"),
         probe=lambda: _probe_scheme("unix"),
+        objects=True,
     ),
     Contender(
         "ipckit-tcp",
@@ -330,5 +447,6 @@ IPCKIT_CONTENDERS: Sequence[Contender] = (
         "ipckit",
         _socket("tcp"),
         probe=lambda: _probe_scheme("tcp"),
+        objects=True,
     ),
 )

@@ -13,11 +13,15 @@ import math
 from importlib import resources
 from typing import Any
 
-from ipckit._bench.report import ratio
+from ipckit._bench.report import baseline_cell, ratio
 from ipckit._bench.results import OK, BenchResult, out_of_band
 from ipckit._bench.workloads import Workload
 
-__all__ = ["check", "load_schema", "to_json"]
+__all__ = ["VERSION", "check", "load_schema", "to_json"]
+
+#: Version 2 added dicts, many producers and consumers, per-workload and per-row
+#: baselines, and native/pure; a version 1 report still validates and renders.
+VERSION = 2
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
@@ -40,7 +44,6 @@ def load_schema() -> dict[str, Any]:
 def to_json(result: BenchResult, workloads: list[Workload]) -> dict[str, Any]:
     """The report as a JSON-ready dict following ``schema.json``."""
     by_name = {w.name: w for w in workloads}
-    base_name = result.settings.get("baseline")
     cells = []
     for (contender, wname), cell in result.cells.items():
         w = by_name[wname]
@@ -50,14 +53,15 @@ def to_json(result: BenchResult, workloads: list[Workload]) -> dict[str, Any]:
                 summary = cell.summary(key)
                 if summary is not None:
                     metrics[key] = summary.as_dict()
-        base = result.cells.get((base_name, wname)) if base_name else None
         cells.append(
             {
                 "contender": contender,
                 "workload": wname,
                 "status": cell.status,
                 "reason": cell.reason,
-                "ratio": ratio(cell, base, w),
+                "ratio": ratio(cell, baseline_cell(result, cell), w),
+                "baseline": cell.baseline,
+                "implementation": cell.implementation,
                 "metrics": metrics,
                 "unit": None
                 if cell.unit is None
@@ -72,6 +76,7 @@ def to_json(result: BenchResult, workloads: list[Workload]) -> dict[str, Any]:
                         "reason": r.reason,
                         "seconds": r.seconds,
                         "metrics": dict(r.metrics),
+                        "implementation": r.implementation,
                     }
                     for r in cell.rounds
                 ],
@@ -79,7 +84,7 @@ def to_json(result: BenchResult, workloads: list[Workload]) -> dict[str, Any]:
         )
     return {
         "format": "ipckit-bench",
-        "version": 1,
+        "version": VERSION,
         "started": result.started,
         "seconds": result.seconds,
         "settings": result.settings,

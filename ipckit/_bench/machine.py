@@ -21,8 +21,17 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _implementation() -> str:
+    """What ipckit handles opened in this process run: the C core or pure Python, and why."""
+    try:
+        from ipckit import _accel
+    except ImportError:
+        return "pure Python (no C core in this version)"
+    return _accel.describe()
+
+
 def machine_info() -> dict[str, Any]:
-    """CPU count and model, kernel, Python and ipckit versions."""
+    """CPU count and model, kernel, Python and ipckit versions, ipckit's code path."""
     import ipckit
 
     try:
@@ -36,4 +45,5 @@ def machine_info() -> dict[str, Any]:
         "kernel": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
         "ipckit": ipckit.__version__,
+        "implementation": _implementation(),
     }

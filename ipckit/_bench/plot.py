@@ -65,18 +65,18 @@ def plot(result: BenchResult, workloads: list[Workload], path: str) -> None:
             errs: list[list[float]] = [[], []]
             ticks: list[float] = []
             for ni, name in enumerate(names):
-                summary = result.cells[(name, w.name)].summary(metric)
-                if summary is None:
+                cell = result.cells.get((name, w.name))
+                summary = None if cell is None else cell.summary(metric)
+                if cell is None or summary is None:
                     continue
                 ys.append(ni + gi * bar_h - 0.4 + bar_h / 2)
                 xs.append(summary.median)
                 errs[0].append(summary.median - summary.min)
                 errs[1].append(summary.max - summary.median)
                 if metric == "p50_us":
-                    p99 = result.cells[(name, w.name)].summary("p99_us")
+                    p99 = cell.summary("p99_us")
                     ticks.append(p99.median if p99 is not None else summary.median)
-            label = w.label.split(", ", 1)[-1]
-            ax.barh(ys, xs, height=bar_h, xerr=errs, label=label, capsize=2)
+            ax.barh(ys, xs, height=bar_h, xerr=errs, label=w.name, capsize=2)
             if ticks:
                 ax.scatter(ticks, ys, marker="|", s=120, color="black", label="p99")
         ax.set_yticks(range(len(names)))

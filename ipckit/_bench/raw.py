@@ -258,5 +258,6 @@ RAW_CONTENDERS: Sequence[Contender] = (
         probe=_probe_mq,
         supports=_mq_supports,
         many_producers=True,
+        many_consumers=True,
     ),
 )

@@ -1,24 +1,29 @@
 """The human-readable table: one block per workload, one row per contender.
 
 Each figure is the median of the rounds, followed by the spread (min-max over the
-rounds) and a ratio against the baseline. The ratio is oriented so that above 1
-is always better than the baseline: rate / baseline rate for throughput,
-baseline latency / latency for ping-pong. Plain ASCII, so it pastes anywhere.
+rounds) and a ratio against the row's baseline (each workload's own unless
+``--baseline`` names one; a batch row may have another, said next to its ratio).
+The ratio is oriented so that above 1 is always better than the baseline: rate /
+baseline rate for throughput, baseline latency / latency for ping-pong. An ipckit
+row says whether its handles ran the C core or the pure-Python code: "ipckit-shm
+(native)". Plain ASCII, so it pastes anywhere.
 """
 
 from __future__ import annotations
 
 from ipckit._bench.contender import Unit
 from ipckit._bench.results import OK, BenchResult, CellResult, out_of_band
-from ipckit._bench.workloads import PINGPONG, Workload
+from ipckit._bench.workloads import AUTO, PINGPONG, Workload, baseline_of
 
 __all__ = [
     "COLUMNS",
     "OOB_LEGEND",
     "cell_line",
     "describe_unit",
+    "baseline_cell",
     "format_table",
     "human",
+    "row_name",
     "ratio",
     "unit_note",
 ]
@@ -59,6 +64,18 @@ def ratio(cell: CellResult, base: CellResult | None, workload: Workload) -> floa
     if workload.higher_is_better:
         return mine.median / theirs.median
     return theirs.median / mine.median
+
+
+def baseline_cell(result: BenchResult, cell: CellResult) -> CellResult | None:
+    """The cell ``cell`` is compared with, if that contender ran this workload."""
+    if cell.baseline is None:
+        return None
+    return result.cells.get((cell.baseline, cell.workload))
+
+
+def row_name(name: str, implementation: str | None) -> str:
+    """A row's label: the contender, and for ipckit rows the code path that ran."""
+    return name if implementation is None else f"{name} ({implementation})"
 
 
 def describe_unit(unit: Unit | None, sizes: tuple[int, ...]) -> str | None:
@@ -115,50 +132,61 @@ def format_table(result: BenchResult, workloads: list[Workload], width: int = 10
     """The whole report: a header saying how it was measured, then a block per workload."""
     s = result.settings
     m = result.machine
-    base_name = s.get("baseline")
+    setting = s.get("baseline")
+    against = "each table's baseline" if setting == AUTO else setting or "(none)"
     names = [c["name"] for c in result.contenders]
+    impl = f" ({m['implementation']})" if m.get("implementation") else ""
     lines = [
         f"ipckit bench: {s['rounds']} rounds x {s['duration_s']:g} s per cell, "
-        f"median (min-max), rounds interleaved; ratio vs {base_name or '(none)'}, >1 = better",
+        f"median (min-max), rounds interleaved; ratio vs {against}, >1 = better",
         f"placement: {s['placement']['note']}; start method: {s['start_method']}",
         f"machine: {m['nproc']} CPUs usable, {m['cpu_model']}, {m['kernel']}, {m['python']}, "
-        f"ipckit {m['ipckit']}",
+        f"ipckit {m['ipckit']}{impl}",
     ]
     if s.get("producers", 1) > 1:
         lines.append(f"producers: {s['producers']} -> 1 consumer")
-    name_w = max([len(n) for n in names] + [9])
+    labels = {key: row_name(key[0], cell.implementation) for key, cell in result.cells.items()}
+    name_w = max([len(n) for n in labels.values()] + [9])
     for w in workloads:
         (m1, t1), (m2, t2) = COLUMNS[w.primary]
-        base = result.cells.get((base_name, w.name)) if base_name else None
+        base_name = baseline_of(setting, w)
+        ratio_w = max(12, len(base_name or "") + 4)
         lines += ["", w.label]
         header = (
             f"  {'contender':<{name_w}}  {t1:>9}  {'spread':>17}  {t2:>9}  "
-            f"{'vs ' + (base_name or '-'):>{max(12, len(base_name or '') + 4)}}"
+            f"{'vs ' + (base_name or '-'):>{ratio_w}}"
         )
         lines.append(header)
         notes: list[str] = []
         for name in names:
-            cell = result.cells[(name, w.name)]
+            cell = result.cells.get((name, w.name))
+            if cell is None:
+                continue
+            label = labels[(name, w.name)]
             if cell.status != OK:
                 text = _status_text(cell)
                 avail = width - name_w - 4
                 if len(text) > avail > 10:
                     text = text[: avail - 3] + "..."
-                lines.append(f"  {name:<{name_w}}  {text}")
+                lines.append(f"  {label:<{name_w}}  {text}")
                 continue
             one = cell.summary(m1)
             two = cell.summary(m2)
             if one is None or two is None:
                 continue
             spread = f"{human(one.min, m1)}-{human(one.max, m1)}"
-            r = ratio(cell, base, w)
+            r = ratio(cell, baseline_cell(result, cell), w)
             r_text = "-" if r is None else f"{r:.2f}x"
+            other = (
+                f"  (vs {cell.baseline})" if cell.baseline != base_name and r is not None else ""
+            )
             note = unit_note(cell, w)
             if note is not None:
                 notes.append(f"  * {name}: {note}")
             lines.append(
-                f"  {name:<{name_w}}  {human(one.median, m1):>9}  {spread:>17}  "
-                f"{human(two.median, m2):>9}  {r_text:>{max(12, len(base_name or '') + 4)}}"
+                f"  {label:<{name_w}}  {human(one.median, m1):>9}  {spread:>17}  "
+                f"{human(two.median, m2):>9}  {r_text:>{ratio_w}}"
+                + other
                 + ("  *" if note is not None else "")
             )
         lines += notes

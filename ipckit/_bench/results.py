@@ -44,6 +44,8 @@ class RoundResult:
     seconds: float = 0.0
     #: The link's native unit, when it has one (named queues).
     unit: Unit | None = None
+    #: ``native``/``pure`` (``mixed`` if the ends differed): the ipckit code path, else None.
+    implementation: str | None = None
 
 
 @dataclass
@@ -56,6 +58,10 @@ class CellResult:
     reason: str | None = None
     rounds: list[RoundResult] = field(default_factory=list)
     unit: Unit | None = None
+    #: The contender this cell's ratio is against (None: no ratio).
+    baseline: str | None = None
+    #: ``native`` or ``pure`` for an ipckit row (``mixed`` if rounds or ends differed).
+    implementation: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -67,6 +73,11 @@ class CellResult:
         self.rounds.append(result)
         if result.unit is not None:
             self.unit = result.unit
+        if result.implementation is not None:
+            if self.implementation is None:
+                self.implementation = result.implementation
+            elif self.implementation != result.implementation:
+                self.implementation = "mixed"
         if result.status != OK and self.status == OK:
             self.status = result.status
             self.reason = result.reason

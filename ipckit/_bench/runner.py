@@ -10,6 +10,12 @@ timed region either way.
 Every wait has a deadline. A child that raises, dies or overruns is reported as
 ERROR or TIMEOUT, the others are killed, and the link is cleaned up in a
 ``finally``: no round can hang the run or leave a named object behind.
+
+Three shapes of round: one or more producers and one consumer (the stream ends
+with each producer's END); several consumers on a workload with fixed counts,
+plus a closer that ends the stream once the producers are done (see
+:mod:`ipckit._bench.many`); and a solo contender (``raw-memcpy``), whose producer
+runs alone.
 """
 
 from __future__ import annotations
@@ -20,14 +26,14 @@ import multiprocessing
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
-from ipckit._bench import child
+from ipckit._bench import child, many
 from ipckit._bench.contender import (
     CONSUMER,
     PRODUCER,
@@ -40,7 +46,14 @@ from ipckit._bench.contender import (
 )
 from ipckit._bench.placement import Placement, pin
 from ipckit._bench.results import ERROR, FAIL, OK, TIMEOUT, RoundResult
-from ipckit._bench.workloads import PINGPONG, Workload, make_variants
+from ipckit._bench.workloads import (
+    DICT,
+    PINGPONG,
+    Workload,
+    make_dicts,
+    make_numbered,
+    make_variants,
+)
 
 __all__ = ["START_METHOD", "link_spec", "run_round"]
 
@@ -51,6 +64,9 @@ _CTX = multiprocessing.get_context("fork")
 _SETUP_TIMEOUT = 30.0
 #: Seconds a child may take to exit after reporting, before it is killed.
 _EXIT_GRACE = 5.0
+#: Seconds between asking the closer for more end markers while consumers still run.
+_TOP_UP = 0.25
+CLOSER = "closer"
 
 
 @dataclass(frozen=True)
@@ -63,17 +79,34 @@ class _Job:
     workload: Workload
     producers: int
     duration_ns: int
+    consumers: int = 1
 
 
 def link_spec(workload: Workload, producers: int = 1) -> LinkSpec:
-    """What a link must provide for ``workload``."""
+    """What a link must provide for ``workload`` (``producers``: unless the workload says)."""
     return LinkSpec(
-        duplex=workload.kind == PINGPONG, max_size=workload.max_size, producers=producers
+        duplex=workload.kind == PINGPONG,
+        max_size=workload.max_size,
+        producers=workload.producer_count(producers),
+        consumers=workload.consumers,
+        objects=workload.payload == DICT,
     )
 
 
-def _play(job: _Job, ep: Endpoint) -> dict[str, Any]:
+def _play(job: _Job, ep: Endpoint, conn: Connection) -> dict[str, Any]:
     wl = job.workload
+    if job.name == CLOSER:
+        return many.close_stream(ep, conn)
+    if wl.messages is not None:
+        if job.role == PRODUCER:
+            return many.produce_numbered(ep, make_numbered(wl.sizes, job.index, wl.messages))
+        streams = [make_numbered(wl.sizes, p, wl.messages) for p in range(job.producers)]
+        return many.consume_numbered(ep, streams, job.consumers)
+    if wl.payload == DICT:
+        if job.role == PRODUCER:
+            dicts = make_dicts(job.index)
+            return child.produce_objects(ep, dicts, job.duration_ns, wl.min_messages)
+        return child.consume_objects(ep, make_dicts(0))
     if wl.kind == PINGPONG:
         if job.role == PRODUCER:
             return child.ping(ep, make_variants(wl.sizes, 0), job.duration_ns, wl.min_messages)
@@ -93,7 +126,10 @@ def _child_main(job: _Job, conn: Connection) -> None:
         conn.send(("ready", None))
         if conn.recv() != "go":
             return
-        conn.send(("done", _play(job, ep)))
+        report = _play(job, ep, conn)
+        report["implementation"] = ep.implementation
+        report["self_check"] = ep.verify()
+        conn.send(("done", report))
         # Keep this end open until every process is done. Seen with pyzmq PUSH/PULL
         # and several producers: a producer that closed right after its last send
         # lost its last messages, and the consumer waited for them forever.
@@ -139,9 +175,21 @@ class _Abort(Exception):
 
 
 def _collect(
-    conns: dict[str, Connection], procs: dict[str, BaseProcess], expect: str, deadline: float
+    conns: dict[str, Connection],
+    procs: dict[str, BaseProcess],
+    expect: str,
+    deadline: float,
+    *,
+    tick: Callable[[int], None] | None = None,
+    watched: dict[str, Connection] | None = None,
 ) -> dict[str, Any]:
-    """Wait for message ``expect`` from every child; raise _Abort on error, death or timeout."""
+    """Wait for message ``expect`` from every child; raise _Abort on error, death or timeout.
+
+    ``conns`` names the children waited for; the death of any other child in
+    ``procs`` (whose pipe is in ``watched``) ends the wait too. ``tick``, if given, is
+    called every few tenths of a second while nothing arrives.
+    """
+    watched = watched or {}
     got: dict[str, Any] = {}
     while len(got) < len(conns):
         pending = [n for n in conns if n not in got]
@@ -149,8 +197,14 @@ def _collect(
         if remaining <= 0:
             who = ", ".join(pending)
             raise _Abort(RoundResult(TIMEOUT, reason=f"no {expect!r} from {who} in time; killed"))
-        waitables: list[Any] = [conns[n] for n in pending] + [procs[n].sentinel for n in pending]
-        wait(waitables, timeout=remaining)
+        for name, proc in procs.items():
+            if name in watched and not proc.is_alive():
+                raise _Abort(RoundResult(ERROR, reason=_death(name, proc, watched[name])))
+        waitables: list[Any] = [conns[n] for n in pending]
+        waitables += [procs[n].sentinel for n in [*pending, *watched]]
+        step = remaining if tick is None else min(remaining, _TOP_UP)
+        if not wait(waitables, timeout=step) and tick is not None:
+            tick(len(pending))
         for name in pending:
             conn = conns[name]
             if conn.poll():
@@ -169,6 +223,18 @@ def _collect(
     return got
 
 
+def _death(name: str, proc: BaseProcess, conn: Connection) -> str:
+    """Why a child that was not being waited for is gone: its own error report if it left one."""
+    try:
+        if conn.poll():
+            kind, payload = conn.recv()
+            if kind == "error" and payload:
+                return str(payload)
+    except (EOFError, OSError):
+        pass
+    return f"{name} died (exit code {proc.exitcode})"
+
+
 def _stop(procs: dict[str, BaseProcess], grace: float) -> None:
     end = time.monotonic() + grace
     for proc in procs.values():
@@ -181,34 +247,54 @@ def _stop(procs: dict[str, BaseProcess], grace: float) -> None:
             proc.close()
 
 
-def _verify(workload: Workload, results: dict[str, Any]) -> RoundResult:
-    cons = results[CONSUMER]
-    prods = [v for k, v in results.items() if k != CONSUMER]
+def _rates(sent: int, sent_bytes: int, elapsed_ns: int) -> dict[str, float]:
+    elapsed = max(1, elapsed_ns)
+    return {
+        "msgs_per_s": sent * 1e9 / elapsed,
+        "mb_per_s": sent_bytes * 1e3 / elapsed,
+        "gb_per_s": sent_bytes / elapsed,
+        "messages": float(sent),
+    }
+
+
+def _implementation(reports: list[dict[str, Any]]) -> str | None:
+    """``native`` or ``pure`` when every ipckit end agrees, ``mixed`` if not, else None."""
+    found = {r.get("implementation") for r in reports} - {None}
+    if not found:
+        return None
+    return str(found.pop()) if len(found) == 1 else "mixed"
+
+
+def _verify(
+    workload: Workload, prods: list[dict[str, Any]], cons: list[dict[str, Any]]
+) -> RoundResult:
+    """Check the children's reports against each other; the figures only if they agree."""
+    for who, report in [*(("producer", p) for p in prods), *(("consumer", c) for c in cons)]:
+        if report.get("self_check"):
+            return RoundResult(FAIL, reason=f"{who}: {report['self_check']}")
+    if not cons:  # a solo floor: the producer timed and checked its own work
+        (p,) = prods
+        return RoundResult(OK, _rates(p["sent"], p["bytes"], p["t1"] - p["t0"]))
+    if workload.messages is not None:
+        why, metrics = many.verify_numbered(prods, cons, workload.messages)
+        return RoundResult(FAIL, reason=why) if why else RoundResult(OK, metrics)
+    (c,) = cons
     if workload.kind == PINGPONG:
         (p,) = prods
         if p["failure"]:
             return RoundResult(FAIL, reason=p["failure"])
-        if cons["received"] != p["sent"]:
-            return RoundResult(FAIL, reason=f"pinged {p['sent']} times, echoed {cons['received']}")
+        if c["received"] != p["sent"]:
+            return RoundResult(FAIL, reason=f"pinged {p['sent']} times, echoed {c['received']}")
         return RoundResult(OK, {"p50_us": p["p50_us"], "p99_us": p["p99_us"]})
-    if cons["failure"]:
-        return RoundResult(FAIL, reason=cons["failure"])
+    if c["failure"]:
+        return RoundResult(FAIL, reason=c["failure"])
     sent = sum(p["sent"] for p in prods)
     sent_bytes = sum(p["bytes"] for p in prods)
-    if cons["received"] != sent:
-        return RoundResult(FAIL, reason=f"sent {sent} messages, received {cons['received']}")
-    if cons["bytes"] != sent_bytes:
-        return RoundResult(FAIL, reason=f"sent {sent_bytes} bytes, received {cons['bytes']}")
-    elapsed = max(1, cons["t_end"] - min(p["t0"] for p in prods))
-    return RoundResult(
-        OK,
-        {
-            "msgs_per_s": sent * 1e9 / elapsed,
-            "mb_per_s": sent_bytes * 1e3 / elapsed,
-            "gb_per_s": sent_bytes / elapsed,
-            "messages": float(sent),
-        },
-    )
+    if c["received"] != sent:
+        return RoundResult(FAIL, reason=f"sent {sent} messages, received {c['received']}")
+    if c["bytes"] != sent_bytes:
+        return RoundResult(FAIL, reason=f"sent {sent_bytes} bytes, received {c['bytes']}")
+    return RoundResult(OK, _rates(sent, sent_bytes, c["t_end"] - min(p["t0"] for p in prods)))
 
 
 def run_round(
@@ -234,8 +320,14 @@ def _run_round(  # noqa: PLR0917 - private, called once
     timeout: float,
     producers: int,
 ) -> RoundResult:
+    producers = workload.producer_count(producers)
     for p in range(producers):  # make the payloads once, before forking
-        make_variants(workload.sizes, p)
+        if workload.messages is not None:
+            make_numbered(workload.sizes, p, workload.messages)
+        elif workload.payload == DICT:
+            make_dicts(p)
+        else:
+            make_variants(workload.sizes, p)
     try:
         with _alarm(_SETUP_TIMEOUT, f"setting up {contender.name}"):
             link = contender.make_link(link_spec(workload, producers))
@@ -254,6 +346,56 @@ def _unit_of(link: Link) -> Unit | None:
         return None
 
 
+def _roles(contender: Contender, workload: Workload, producers: int) -> list[tuple[Role, int, str]]:
+    """(role, index, name) of every child of a round: consumers, producers, the closer."""
+    consumers = 0 if contender.solo else workload.consumers
+    roles: list[tuple[Role, int, str]] = [
+        (CONSUMER, k, CONSUMER if consumers == 1 else f"consumer-{k}") for k in range(consumers)
+    ]
+    roles += [
+        (PRODUCER, i, PRODUCER if producers == 1 else f"producer-{i}") for i in range(producers)
+    ]
+    if workload.messages is not None and consumers:
+        roles.append((PRODUCER, producers, CLOSER))
+    return roles
+
+
+def _finish(
+    conns: dict[str, Connection],
+    procs: dict[str, BaseProcess],
+    roles: list[tuple[Role, int, str]],
+    deadline: float,
+    batch: int,
+) -> dict[str, Any]:
+    """Collect every child's "done"; with a closer, end the stream once the producers are done.
+
+    A consumer stops at the first end marker but may take up to ``batch`` at once, so
+    ``batch`` markers per consumer leave one for each: a consumer still running means
+    fewer than consumers x batch were taken. More are sent if one still waits anyway.
+    """
+    if CLOSER not in conns:
+        return _collect(conns, procs, "done", deadline)
+    prods = {n: conns[n] for r, _, n in roles if r == PRODUCER and n != CLOSER}
+    cons = {n: conns[n] for r, _, n in roles if r == CONSUMER}
+    closer = {CLOSER: conns[CLOSER]}
+    results = _collect(prods, procs, "done", deadline, watched={**cons, **closer})
+
+    def ask(count: int) -> None:
+        try:
+            conns[CLOSER].send(("pills", count))
+        except OSError:
+            raise _Abort(RoundResult(ERROR, reason="the closer went away")) from None
+
+    ask(len(cons) * max(1, batch))
+    results |= _collect(cons, procs, "done", deadline, tick=ask, watched=closer)
+    try:
+        conns[CLOSER].send("stop")
+    except OSError:
+        raise _Abort(RoundResult(ERROR, reason="the closer went away")) from None
+    results |= _collect(closer, procs, "done", deadline)
+    return results
+
+
 def _drive(  # noqa: PLR0917 - private, called once
     link: Link,
     contender: Contender,
@@ -264,10 +406,8 @@ def _drive(  # noqa: PLR0917 - private, called once
     producers: int,
 ) -> RoundResult:
     """Fork the children on ``link``, run the round, check it, and clean the link up."""
-    roles: list[tuple[Role, int, str]] = [(CONSUMER, 0, CONSUMER)]
-    roles += [
-        (PRODUCER, i, PRODUCER if producers == 1 else f"producer-{i}") for i in range(producers)
-    ]
+    roles = _roles(contender, workload, producers)
+    consumers = sum(1 for r, _, _ in roles if r == CONSUMER)
     conns: dict[str, Connection] = {}
     procs: dict[str, BaseProcess] = {}
     grace = 0.0  # kill at once unless every child reported
@@ -282,6 +422,7 @@ def _drive(  # noqa: PLR0917 - private, called once
                 workload,
                 producers,
                 int(duration * 1e9),
+                consumers,
             )
             parent_end, child_end = _CTX.Pipe(duplex=True)
             conns[name] = parent_end
@@ -299,14 +440,17 @@ def _drive(  # noqa: PLR0917 - private, called once
                     conn.send("go")
                 except OSError:
                     return RoundResult(ERROR, reason=f"{name} went away before the start")
-            results = _collect(conns, procs, "done", time.monotonic() + timeout)
+            results = _finish(conns, procs, roles, time.monotonic() + timeout, contender.batch)
             for conn in conns.values():
                 with contextlib.suppress(OSError):
                     conn.send("exit")
         except _Abort as abort:
             return abort.result
         grace = _EXIT_GRACE
-        return _verify(workload, results)
+        prods = [results[n] for r, _, n in roles if r == PRODUCER and n != CLOSER]
+        cons = [results[n] for r, _, n in roles if r == CONSUMER]
+        result = _verify(workload, prods, cons)
+        return dataclasses.replace(result, implementation=_implementation(list(results.values())))
     finally:
         _stop(procs, grace)
         for conn in conns.values():

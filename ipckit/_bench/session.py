@@ -4,6 +4,10 @@ Round ``r`` runs every cell once before round ``r + 1`` starts, and the order of
 the contenders rotates from one round to the next, so a slow minute on a shared
 machine (other work, a noisy neighbour, thermal limits) spreads over everyone
 instead of landing on one contender. Each cell reports the median of its rounds.
+
+A workload that names its contenders (the many-producer ones) gets cells for
+those only; every other pair gets a cell, "n/a" where the contender cannot carry
+that workload (one producer only, bytes only, ...).
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from ipckit._bench.machine import machine_info
 from ipckit._bench.placement import plan
 from ipckit._bench.results import ERROR, NA, OK, SKIPPED, BenchResult, CellResult, RoundResult
 from ipckit._bench.runner import START_METHOD, link_spec, run_round
-from ipckit._bench.workloads import Workload
+from ipckit._bench.workloads import AUTO, Workload, baseline_of
 
-__all__ = ["CellFn", "ProgressFn", "Settings", "run_bench"]
+__all__ = ["AUTO", "CellFn", "ProgressFn", "Settings", "baseline_of", "run_bench"]
 
 #: Called before every round and once at the end: (rounds done, rounds in total, what runs next).
 ProgressFn = Callable[[int, int, str], None]
@@ -36,9 +40,27 @@ class Settings:
     duration: float = 0.5
     timeout: float = 30.0
     placement: str = "cross"
-    baseline: str | None = "raw-pipe"
+    #: ``auto``: each workload's own; a contender's name: that one everywhere; None: no ratios.
+    baseline: str | None = AUTO
     quick: bool = False
     producers: int = 1
+
+
+def _not_applicable(contender: Contender, workload: Workload, producers: int) -> str | None:
+    """Why ``contender`` does not run ``workload``, or None."""
+    spec = link_spec(workload, producers)
+    na = contender.supports(spec)
+    if na is not None:
+        return na
+    if spec.producers > 1 and not contender.many_producers:
+        return "n/a: one producer only"
+    if spec.consumers > 1 and not contender.many_consumers:
+        return "n/a: one consumer only"
+    if spec.objects and not contender.objects:
+        return "n/a: carries bytes, not Python objects"
+    if spec.objects and spec.producers > 1:
+        return "n/a: dicts go from one producer to one consumer"
+    return None
 
 
 def _probe(contender: Contender) -> tuple[str | None, str | None]:
@@ -79,15 +101,15 @@ def run_bench(
             }
         )
         for w in workloads:
-            cell = CellResult(c.name, w.name)
+            if w.contenders is not None and c.name not in w.contenders:
+                continue
+            cell = CellResult(c.name, w.name, baseline=baseline_of(settings.baseline, w, c.batch))
             if status is not None:
                 cell.status, cell.reason = status, reason
             else:
-                na = c.supports(link_spec(w, settings.producers))
+                na = _not_applicable(c, w, settings.producers)
                 if na is not None:
                     cell.status, cell.reason = NA, na
-                elif settings.producers > 1 and not c.many_producers:
-                    cell.status, cell.reason = NA, "n/a: one producer only"
             cells[(c.name, w.name)] = cell
 
     cells_total = sum(1 for cell in cells.values() if not cell.finished)
@@ -99,9 +121,10 @@ def run_bench(
         order = [*contenders[shift:], *contenders[:shift]]
         for w in workloads:
             for c in order:
-                cell = cells[(c.name, w.name)]
-                if cell.finished:
+                found = cells.get((c.name, w.name))
+                if found is None or found.finished:
                     continue
+                cell = found
                 if progress is not None:
                     progress(done, total, f"round {r + 1}/{settings.rounds} {w.name} {c.name}")
                 result: RoundResult = run_round(
@@ -149,6 +172,12 @@ def run_bench(
                 "kind": w.kind,
                 "sizes": list(w.sizes),
                 "primary_metric": w.primary,
+                "payload": w.payload,
+                "producers": w.producer_count(settings.producers),
+                "consumers": w.consumers,
+                "messages": w.messages,
+                "baseline": baseline_of(settings.baseline, w),
+                "batch_baseline": baseline_of(settings.baseline, w, batch=2),
             }
             for w in workloads
         ],
