@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ipckit._bench.contender import Unit
-from ipckit._bench.report import COLUMNS, describe_unit, human
+from ipckit._bench.report import COLUMNS, describe_unit, human, row_name
+from ipckit._bench.workloads import AUTO
 
 __all__ = ["BEGIN", "END", "MarkdownTargetError", "check_target", "to_markdown", "write_markdown"]
 
@@ -42,7 +43,11 @@ def _settings_line(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     quick = " (`--quick`)" if s.get("quick") else ""
     base = s.get("baseline")
-    against = f"ratio against `{base}`, above 1 is better" if base else "no ratios"
+    if base == AUTO:
+        against = "each table's ratios against the baseline named in its header, above 1 is better"
+    else:
+        against = f"ratio against `{base}`, above 1 is better" if base else "no ratios"
+    impl = f" ({m['implementation']})" if m.get("implementation") else ""
     lines = [
         f"Measured by `ipckit bench`{quick} on {_when(doc['started'])}, "
         f"{doc['seconds']:.0f} s in all: "
@@ -50,7 +55,7 @@ def _settings_line(doc: dict[str, Any]) -> str:
         f"(lowest-highest round), rounds interleaved; {against}.",
         f"Placement: {s['placement']['note']}; start method: {s['start_method']}.",
         f"Machine: {m['nproc']} CPUs usable, {m['cpu_model']}, {m['kernel']}, {m['python']}, "
-        f"ipckit {m['ipckit']}.",
+        f"ipckit {m['ipckit']}{impl}.",
     ]
     if s.get("producers", 1) > 1:
         lines.append(f"Producers: {s['producers']} -> 1 consumer.")
@@ -65,15 +70,25 @@ def _status_note(result: dict[str, Any]) -> tuple[str, str]:
     return status, reason
 
 
+def _table_baseline(doc: dict[str, Any], workload: dict[str, Any]) -> str | None:
+    """The contender a table's ratio column is against (version 1: the run's one baseline)."""
+    if "baseline" in workload:
+        base: str | None = workload["baseline"]
+        return base
+    setting: str | None = doc["settings"].get("baseline")
+    return setting
+
+
 def to_markdown(doc: dict[str, Any]) -> str:
     """The tables of a JSON report (one per workload) and how they were measured."""
-    base = doc["settings"].get("baseline")
     order = [c["name"] for c in doc["contenders"]]
     by_key = {(r["contender"], r["workload"]): r for r in doc["results"]}
     out = [_settings_line(doc)]
     any_oob = False
+    any_impl = False
     for w in doc["workloads"]:
         (m1, t1), (m2, t2) = COLUMNS[w["primary_metric"]]
+        base = _table_baseline(doc, w)
         ratio_title = f"vs {base}" if base else "ratio"
         out += [
             "",
@@ -86,23 +101,36 @@ def to_markdown(doc: dict[str, Any]) -> str:
             r = by_key.get((name, w["name"]))
             if r is None:
                 continue
+            impl = r.get("implementation")
+            any_impl = any_impl or impl is not None
+            label = _cell(row_name(name, impl))
             if r["status"] != "ok" or m1 not in r["metrics"] or m2 not in r["metrics"]:
                 status, reason = _status_note(r)
-                out.append(f"| {name} | {_cell(status)} | | | | {_cell(reason)} |")
+                out.append(f"| {label} | {_cell(status)} | | | | {_cell(reason)} |")
                 continue
             one, two = r["metrics"][m1], r["metrics"][m2]
             spread = f"{human(one['min'], m1)}-{human(one['max'], m1)}"
             ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+            notes = []
+            own = r.get("baseline", base)
+            if r["ratio"] is not None and own != base:
+                notes.append(f"ratio vs {own}")
             unit = r.get("unit")
-            note = None
             if unit is not None:
-                note = describe_unit(Unit(unit["inline_max"], unit["what"]), tuple(w["sizes"]))
-            any_oob = any_oob or note is not None
+                oob = describe_unit(Unit(unit["inline_max"], unit["what"]), tuple(w["sizes"]))
+                if oob is not None:
+                    any_oob = True
+                    notes.append(oob)
             out.append(
-                f"| {name} | {human(one['median'], m1)} | {spread} | {human(two['median'], m2)} "
-                f"| {ratio} | {_cell(note or '')} |"
+                f"| {label} | {human(one['median'], m1)} | {spread} | {human(two['median'], m2)} "
+                f"| {ratio} | {_cell('; '.join(notes))} |"
             )
     footer = []
+    if any_impl:
+        footer.append(
+            "(native) and (pure) say which code an ipckit row's handles ran: the C core or the "
+            "pure-Python reference (`ipckit._accel.native` when each end opened)."
+        )
     if any_oob:
         footer.append(
             "Out of band: a message over the transport's native unit travels through a one-off "

@@ -122,3 +122,49 @@ def test_ipckit_named_backends_run_and_leave_nothing_behind(capsys):
     assert status == 0, text
     for name in ("ipckit-pipe", "ipckit-shm", "ipckit-mq", "ipckit-fifo", "ipckit-unix"):
         assert name in text
+
+
+def test_the_new_workloads_in_a_real_run_give_valid_json_and_tables(tmp_path):
+    js = tmp_path / "run.json"
+    md = tmp_path / "run.md"
+    argv = ["--rounds", "1", "--duration", "0.01", "--no-progress", "--placement", "none"]
+    argv += ["--only", "ipckit-shm,ipckit-shm-pure,ipckit-shm-batch", "--only", "small-dict"]
+    argv += ["--only", "many-10x1,bw-16MiB", "--json", str(js), "--markdown", str(md)]
+    # In a child: faster-fifo's queue keeps a shared-memory arena open in the process.
+    proc = subprocess.run(
+        [sys.executable, "-m", "ipckit", "bench", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(js.read_text())
+    _validate(doc)
+    assert doc["version"] == 2 and doc["settings"]["baseline"] == "auto"
+    # The baselines were added to the run: mp-queue, raw-memcpy, faster-fifo(-batch).
+    ran = [c["name"] for c in doc["contenders"]]
+    assert {"mp-queue", "raw-memcpy", "faster-fifo", "faster-fifo-batch"} <= set(ran)
+    work = {w["name"]: w for w in doc["workloads"]}
+    assert work["small-dict"]["payload"] == "dict" and work["small-dict"]["baseline"] == "mp-queue"
+    assert (work["many-10x1"]["producers"], work["many-10x1"]["consumers"]) == (10, 1)
+    assert work["many-10x1"]["batch_baseline"] == "faster-fifo-batch"
+    assert work["bw-16MiB"]["baseline"] == "raw-memcpy"
+    cells = {(r["contender"], r["workload"]): r for r in doc["results"]}
+    assert all(r["status"] in ("ok", "n/a") for r in cells.values()), cells
+    native = doc["machine"]["implementation"].startswith("native")
+    for wl in ("small-dict", "many-10x1"):
+        assert cells[("ipckit-shm", wl)]["implementation"] == ("native" if native else "pure")
+        assert cells[("ipckit-shm-pure", wl)]["implementation"] == "pure"
+        assert cells[("ipckit-shm", wl)]["ratio"] > 0
+        assert cells[("mp-queue", wl)]["implementation"] is None
+    assert cells[("ipckit-shm-batch", "many-10x1")]["baseline"] == "faster-fifo-batch"
+    assert cells[("ipckit-shm", "bw-16MiB")]["baseline"] == "raw-memcpy"
+    assert cells[("raw-memcpy", "bw-16MiB")]["ratio"] == pytest.approx(1.0)
+    assert ("mp-pipe", "many-10x1") not in cells  # not part of that comparison
+    text = md.read_text()
+    assert (
+        "| vs mp-queue |" in text and "| vs faster-fifo |" in text and "| vs raw-memcpy |" in text
+    )
+    assert "| ipckit-shm-pure (pure) |" in text
+    assert "ratio vs faster-fifo-batch" in text

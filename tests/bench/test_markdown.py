@@ -91,6 +91,122 @@ def test_no_note_when_every_message_fits_its_unit():
     assert "out of band" not in text.lower()
 
 
+def _doc_v2() -> dict:
+    """A version 2 report: per-table baselines, a batch baseline, native and pure rows."""
+    doc = copy.deepcopy(_doc())
+    doc["version"] = 2
+    doc["settings"]["baseline"] = "auto"
+    doc["machine"]["implementation"] = "native (C core)"
+    rate = {
+        k: _summary(v)
+        for k, v in {
+            "msgs_per_s": 200e3,
+            "mb_per_s": 15.6,
+            "gb_per_s": 0.0156,
+            "messages": 1e4,
+        }.items()
+    }
+    fast = {k: _summary(v["median"] * 4) for k, v in rate.items()}
+    dict_w = {
+        "name": "small-dict",
+        "label": "small dict send/recv",
+        "kind": "throughput",
+        "sizes": [78],
+        "primary_metric": "msgs_per_s",
+        "payload": "dict",
+        "producers": 1,
+        "consumers": 1,
+        "messages": None,
+        "baseline": "mp-queue",
+        "batch_baseline": "mp-queue",
+    }
+    many_w = {
+        "name": "many-20x3",
+        "label": "20 producers x 3 consumers",
+        "kind": "throughput",
+        "sizes": [64],
+        "primary_metric": "msgs_per_s",
+        "payload": "bytes",
+        "producers": 20,
+        "consumers": 3,
+        "messages": 2500,
+        "baseline": "faster-fifo",
+        "batch_baseline": "faster-fifo-batch",
+    }
+    doc["workloads"] = [dict_w, many_w]
+    names = [
+        "mp-queue",
+        "faster-fifo",
+        "faster-fifo-batch",
+        "ipckit-shm",
+        "ipckit-shm-pure",
+        "ipckit-shm-batch",
+        "raw-pipe",
+    ]
+    doc["contenders"] = [
+        {"name": n, "description": n, "group": "peer", "status": "available", "reason": None}
+        for n in names
+    ]
+
+    def row(name, wl, base, *, ratio=None, metrics=None, impl=None, status="ok", reason=None):
+        return {
+            "contender": name,
+            "workload": wl,
+            "status": status,
+            "reason": reason,
+            "ratio": ratio,
+            "baseline": base,
+            "implementation": impl,
+            "metrics": metrics or {},
+            "unit": None,
+            "rounds": [],
+        }
+
+    doc["results"] = [
+        row("mp-queue", "small-dict", "mp-queue", ratio=1.0, metrics=rate),
+        row("ipckit-shm", "small-dict", "mp-queue", ratio=4.0, metrics=fast, impl="native"),
+        row("ipckit-shm-pure", "small-dict", "mp-queue", ratio=1.0, metrics=rate, impl="pure"),
+        row("raw-pipe", "small-dict", "mp-queue", status="n/a",
+            reason="n/a: carries bytes, not Python objects"),
+        row("faster-fifo", "many-20x3", "faster-fifo", ratio=1.0, metrics=rate),
+        row("faster-fifo-batch", "many-20x3", "faster-fifo-batch", ratio=1.0, metrics=fast),
+        row("ipckit-shm", "many-20x3", "faster-fifo", ratio=4.0, metrics=fast, impl="native"),
+        row("ipckit-shm-batch", "many-20x3", "faster-fifo-batch", ratio=1.0, metrics=fast,
+            impl="mixed"),
+    ]  # fmt: skip
+    assert check(doc) == []
+    return doc
+
+
+def test_version_2_tables_have_their_own_baselines_and_say_native_or_pure():
+    text = to_markdown(_doc_v2())
+    assert "each table's ratios against the baseline named in its header" in text
+    assert "ipckit 0.1.0 (native (C core))." in text
+    assert "| contender | msgs/s | spread | MB/s | vs mp-queue | note |" in text
+    assert "| contender | msgs/s | spread | MB/s | vs faster-fifo | note |" in text
+    assert "| ipckit-shm (native) | 800k | 720k-880k | 62.4 | 4.00x |  |" in text
+    assert "| ipckit-shm-pure (pure) | 200k | 180k-220k | 15.6 | 1.00x |  |" in text
+    assert "| raw-pipe | n/a | | | | carries bytes, not Python objects |" in text
+    assert (
+        "| faster-fifo-batch | 800k | 720k-880k | 62.4 | 1.00x | ratio vs faster-fifo-batch |"
+        in (text)
+    )
+    assert "| ipckit-shm-batch (mixed) | 800k |" in text
+    assert "(native) and (pure) say which code an ipckit row's handles ran" in text
+    # The many table lists only the rows it has: no empty row for mp-queue or raw-pipe.
+    many = text[text.index("**20 producers x 3 consumers**") :]
+    assert "| mp-queue |" not in many and "| raw-pipe |" not in many
+    for line in text.splitlines():
+        if line.startswith("|"):
+            assert len(re.findall(r"(?<!\\)\|", line)) == 7, line
+
+
+def test_a_version_1_report_renders_as_it_always_did():
+    text = to_markdown(_doc())
+    assert "(native)" not in text and "(pure)" not in text and "ratio vs" not in text
+    assert "| contender | msgs/s | spread | MB/s | vs raw-pipe | note |" in text
+
+
 def test_the_block_replaces_only_what_is_between_the_markers(tmp_path):
     page = tmp_path / "page.md"
     page.write_text(f"# Title\n\nProse before.\n\n{BEGIN}\nold table\n{END}\n\nProse after.\n")
