@@ -7,6 +7,10 @@ checks each message, so lost, duplicated or interleaved data still shows FAIL. O
 queues take part (raw-mq, multiprocessing.Queue, faster-fifo, pyzmq PUSH/PULL, and
 ipckit's shm://, mq:// and fifo://): pipes and sockets have one writer per end.
 With --placement cross the producers share one CPU and the consumer has the other.
+
+``ipckit bench --only 'many-*'`` runs the fixed comparison of issue 9 instead (10 x 1,
+20 x 3 and 20 x 20, several consumers, ipckit shm:// against faster-fifo); this script
+takes any number of producers, one consumer, and every queue.
 """
 
 from __future__ import annotations
