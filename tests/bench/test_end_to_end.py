@@ -151,7 +151,9 @@ def test_the_new_workloads_in_a_real_run_give_valid_json_and_tables(tmp_path):
     assert work["many-10x1"]["batch_baseline"] == "faster-fifo-batch"
     assert work["bw-16MiB"]["baseline"] == "raw-memcpy"
     cells = {(r["contender"], r["workload"]): r for r in doc["results"]}
-    assert all(r["status"] in ("ok", "n/a") for r in cells.values()), cells
+    # Peers not installed (CI installs only the test extra) are skipped, never failed.
+    assert all(r["status"] in ("ok", "n/a", "skipped") for r in cells.values()), cells
+    assert all(r["status"] == "ok" for (c, _), r in cells.items() if c.startswith("ipckit-shm"))
     native = doc["machine"]["implementation"].startswith("native")
     for wl in ("small-dict", "many-10x1"):
         assert cells[("ipckit-shm", wl)]["implementation"] == ("native" if native else "pure")
