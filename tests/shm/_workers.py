@@ -15,6 +15,16 @@ from ipckit._framing import HEADER, MAGIC, VERSION
 from ipckit.backends import _ring as ring
 from ipckit.testing import unique_name
 
+#: Every point at which die_at can kill its process.
+KILL_POINTS = [
+    "holding_send_lock",
+    "holding_recv_lock",
+    "mid_copy",
+    "reserved_not_committed",
+    "after_taking",
+    "sleeping_in_recv",
+]
+
 
 def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)

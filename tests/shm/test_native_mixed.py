@@ -81,17 +81,7 @@ def test_mixed_producers_and_consumers_deliver_exactly_once_in_order(url: str, m
 
 @pytest.mark.parametrize("victim", list(PATHS))
 @pytest.mark.parametrize("survivors", list(PATHS))
-@pytest.mark.parametrize(
-    "point",
-    [
-        "holding_send_lock",
-        "holding_recv_lock",
-        "mid_copy",
-        "reserved_not_committed",
-        "after_taking",
-        "sleeping_in_recv",
-    ],
-)
+@pytest.mark.parametrize("point", _workers.KILL_POINTS)
 def test_survivors_of_either_path_recover_from_a_killed_peer_of_either(
     url: str, point: str, victim: str, survivors: str
 ) -> None:

@@ -231,17 +231,7 @@ def test_hostile_header_values(url: str, field: str, value: int) -> None:
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize(
-    "point",
-    [
-        "holding_send_lock",
-        "holding_recv_lock",
-        "mid_copy",
-        "reserved_not_committed",
-        "after_taking",
-        "sleeping_in_recv",
-    ],
-)
+@pytest.mark.parametrize("point", _workers.KILL_POINTS)
 def test_survivors_go_on_after_sigkill(url: str, point: str, method: str) -> None:
     with ipckit.open(url, create=True, capacity="16KiB") as a, ipckit.open(url) as b:
         a.send_many([f"m{i}".encode() for i in range(5)], timeout=5)
@@ -339,16 +329,6 @@ def test_recv_view_is_zero_copy_and_holds_the_receive_lock(url: str) -> None:
         a.unlink()
 
 
-POINTS = [
-    "holding_send_lock",
-    "holding_recv_lock",
-    "mid_copy",
-    "reserved_not_committed",
-    "after_taking",
-    "sleeping_in_recv",
-]
-
-
 def _trial(url: str, point: str) -> float:
     """One SIGKILL trial; returns the survivors' recovery time in seconds."""
     with ipckit.open(url, create=True, capacity="16KiB") as a, ipckit.open(url) as b:
@@ -368,14 +348,14 @@ def _trial(url: str, point: str) -> float:
     return took
 
 
-@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("point", _workers.KILL_POINTS)
 def test_sigkill_trials_quick(url: str, point: str) -> None:
     for _ in range(3):
         assert _trial(url, point) < 10
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("point", _workers.KILL_POINTS)
 def test_sigkill_trials_many(url: str, point: str) -> None:
     times = sorted(_trial(url, point) for _ in range(100))
     p50, p99 = times[len(times) // 2], times[int(len(times) * 0.99) - 1]
