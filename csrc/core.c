@@ -152,7 +152,10 @@ static int mutex_free(PyObject *mutex)
         PyErr_Clear();
         return 0;
     }
-    int is_free = PyLong_CheckExact(owner) && PyLong_AsLong(owner) == 0;
+    int overflow = 0;
+    /* Thread ids are unsigned: one over LONG_MAX is "overflow", which is "not free". */
+    int is_free = PyLong_CheckExact(owner) && PyLong_AsLongAndOverflow(owner, &overflow) == 0 &&
+                  !overflow;
     Py_DECREF(owner);
     return is_free;
 }

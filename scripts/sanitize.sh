@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 cp -r ipckit tests pyproject.toml "$scratch/"
+# setup.py is run directly here, so this venv's setuptools must read pyproject.toml's SPDX license.
+python -m pip install --quiet "setuptools>=77"
 rm -f "$scratch"/ipckit/_core*.so
 IPCKIT_SANITIZE=1 IPCKIT_STRICT_BUILD=1 IPCKIT_REQUIRE_NATIVE=1 \
   python setup.py -q build_ext --build-lib "$scratch/build" --build-temp "$scratch/tmp" 2>&1 |
