@@ -157,7 +157,12 @@ def test_the_new_workloads_in_a_real_run_give_valid_json_and_tables(tmp_path):
     for wl in ("small-dict", "many-10x1"):
         assert cells[("ipckit-shm", wl)]["implementation"] == ("native" if native else "pure")
         assert cells[("ipckit-shm-pure", wl)]["implementation"] == "pure"
-        assert cells[("ipckit-shm", wl)]["ratio"] > 0
+        # A ratio exists exactly when the table's baseline ran (faster-fifo is an extra).
+        baseline = cells.get((work[wl]["baseline"], wl), {}).get("status")
+        if baseline == "ok":
+            assert cells[("ipckit-shm", wl)]["ratio"] > 0
+        else:
+            assert cells[("ipckit-shm", wl)]["ratio"] is None
         assert cells[("mp-queue", wl)]["implementation"] is None
     assert cells[("ipckit-shm-batch", "many-10x1")]["baseline"] == "faster-fifo-batch"
     assert cells[("ipckit-shm", "bw-16MiB")]["baseline"] == "raw-memcpy"
@@ -168,4 +173,5 @@ def test_the_new_workloads_in_a_real_run_give_valid_json_and_tables(tmp_path):
         "| vs mp-queue |" in text and "| vs faster-fifo |" in text and "| vs raw-memcpy |" in text
     )
     assert "| ipckit-shm-pure (pure) |" in text
-    assert "ratio vs faster-fifo-batch" in text
+    if cells.get(("faster-fifo-batch", "many-10x1"), {}).get("status") == "ok":
+        assert "ratio vs faster-fifo-batch" in text
