@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import select
-import struct
 import time
 import weakref
 from collections import deque
@@ -51,6 +50,7 @@ from ipckit._framing import (
     Frame,
     decode_header,
     encode_header,
+    plain_frame,
 )
 from ipckit._oob import discard_block, put_block, resolve, sweep_blocks
 from ipckit._transport import Capabilities, OutFrame, TransportStats
@@ -75,10 +75,6 @@ _POLLOUT = select.POLLOUT
 SLICE = 0.25
 _EOS_FRAME = encode_header(0, FLAG_EOS, 0)
 _pack_header = HEADER.pack
-#: magic+version, serializer id, flags+reserved, length: the header as the fast path reads it.
-_fast_header = struct.Struct("<3sB4sQ").unpack_from
-_PREFIX = MAGIC + bytes((VERSION,))
-_ZEROS = bytes(4)
 #: How long close() waits for room to put buffered frames back into a full queue.
 PUT_BACK_WAIT = 1.0
 
@@ -269,16 +265,11 @@ class QueueTransport:
             else:
                 unit = try_read()
             if unit is not None:
-                if max_items == 1 and len(unit) >= HEADER_SIZE:
-                    # The common case, checked inline: one plain frame filling the unit.
-                    # Anything else (flags, batches, bad headers) takes the full path.
-                    prefix, ser, zeros, length = _fast_header(unit, 0)
-                    if (
-                        prefix == _PREFIX
-                        and zeros == _ZEROS
-                        and length == len(unit) - HEADER_SIZE
-                        and length <= self._max
-                    ):
+                if max_items == 1:
+                    # The common case: one plain frame filling the unit. Anything else
+                    # (flags, batches, bad headers) takes the full path.
+                    ser = plain_frame(unit, self._max)
+                    if ser >= 0:
                         return [Frame(ser, 0, unit[HEADER_SIZE:])]
                 self._take(unit)
         while not ready:
