@@ -73,8 +73,8 @@ setup(
     ext_modules=[
         Extension(
             "ipckit._core",
-            sources=["csrc/core.c", "csrc/ring.c"],
-            depends=["csrc/ring.h"],
+            sources=["csrc/core.c", "csrc/endpoint.c", "csrc/ring.c", "csrc/stream.c"],
+            depends=["csrc/endpoint.h", "csrc/ring.h", "csrc/stream.h"],
             include_dirs=["csrc"],
             extra_compile_args=extra,
             extra_link_args=["-fsanitize=address,undefined"] if _flag("IPCKIT_SANITIZE") else [],

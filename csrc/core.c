@@ -17,8 +17,7 @@
  * raises the one documented error. C therefore has no error messages to drift
  * from the reference, and a hostile segment can only make it step aside.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "endpoint.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,14 +26,11 @@
 #include <string.h>
 
 #include "ring.h"
-
-#define RAW_ID 0u
-
-static PyTypeObject *frame_type; /* ipckit._framing.Frame, set by set_frame_type() */
-static PyObject *str_owner;      /* "owner": the holder field of ipckit._critical.Mutex */
+#include "stream.h"
 
 typedef struct {
     PyObject_HEAD
+    ik_endpoint ep; /* first: the Channel paths of endpoint.c */
     Py_buffer view;
     int have_view;
     uint8_t *base;
@@ -48,14 +44,6 @@ typedef struct {
     uint32_t recv_token;
     int stopped;
     int saw_oob;
-    /* Bound by a Channel (bind()): its per-handle mutexes, serializer and limit. */
-    PyObject *send_mutex;
-    PyObject *recv_mutex;
-    PyObject *dumps;
-    PyObject *loads;
-    unsigned ser_id;
-    uint64_t max_message;
-    unsigned long long counts[4]; /* messages sent, bytes sent, messages received, bytes */
 } Ring;
 
 enum { SEND_LOCK, RECV_LOCK, ITEMS, SPACE };
@@ -141,25 +129,6 @@ static int usable(const Ring *r)
     return r->have_view && !r->stopped;
 }
 
-/* True when nobody holds the Channel's per-handle mutex (a holder is a call of the
- * pure path in progress, or a signal handler re-entering: both belong to Python). */
-static int mutex_free(PyObject *mutex)
-{
-    if (mutex == NULL)
-        return 0;
-    PyObject *owner = PyObject_GetAttr(mutex, str_owner);
-    if (owner == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    int overflow = 0;
-    /* Thread ids are unsigned: one over LONG_MAX is "overflow", which is "not free". */
-    int is_free = PyLong_CheckExact(owner) && PyLong_AsLongAndOverflow(owner, &overflow) == 0 &&
-                  !overflow;
-    Py_DECREF(owner);
-    return is_free;
-}
-
 /* -- sending ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -212,30 +181,6 @@ static void send_end(Ring *r, send_state *s)
         wake(r, ITEMS, IK_RECV_WAITERS);
 }
 
-/* One payload under one lock hold; 1 when sent. */
-static int send_payload(Ring *r, unsigned ser, const void *data, uint64_t length)
-{
-    send_state s;
-    if (length > r->inline_max || !send_begin(r, &s))
-        return 0;
-    send_one(r, &s, ser, 0, data, length);
-    send_end(r, &s);
-    return s.count == 1;
-}
-
-static int small_uint(PyObject *o, unsigned limit, unsigned *out)
-{
-    if (!PyLong_CheckExact(o))
-        return 0;
-    long v = PyLong_AsLong(o);
-    if (v < 0 || (unsigned long)v > limit) {
-        PyErr_Clear();
-        return 0;
-    }
-    *out = (unsigned)v;
-    return 1;
-}
-
 PyDoc_STRVAR(try_send_doc,
              "try_send(frames) -> int\n\n"
              "Commit the longest prefix of OutFrames that fits now, inline, under one lock hold;\n"
@@ -254,8 +199,8 @@ static PyObject *Ring_try_send(Ring *r, PyObject *frames)
         PyObject *f = items[i];
         unsigned ser, flags;
         if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 4 ||
-            !small_uint(PyTuple_GET_ITEM(f, 0), 255, &ser) ||
-            !small_uint(PyTuple_GET_ITEM(f, 1), 0, &flags))
+            !ik_small_uint(PyTuple_GET_ITEM(f, 0), 255, &ser) ||
+            !ik_small_uint(PyTuple_GET_ITEM(f, 1), 0, &flags))
             break;
         Py_buffer b;
         if (PyObject_GetBuffer(PyTuple_GET_ITEM(f, 2), &b, PyBUF_SIMPLE) != 0) {
@@ -275,136 +220,7 @@ static PyObject *Ring_try_send(Ring *r, PyObject *frames)
     return PyLong_FromUnsignedLongLong(s.count);
 }
 
-PyDoc_STRVAR(send_bytes_doc,
-             "send_bytes(data) -> bool\n\n"
-             "Channel.send_bytes without waiting; False means: take the pure path.");
-
-static PyObject *Ring_send_bytes(Ring *r, PyObject *data)
-{
-    if (!usable(r) || !mutex_free(r->send_mutex))
-        Py_RETURN_FALSE;
-    Py_buffer b;
-    if (PyObject_GetBuffer(data, &b, PyBUF_SIMPLE) != 0) {
-        PyErr_Clear(); /* not a flat buffer: the pure path copies it or says why not */
-        Py_RETURN_FALSE;
-    }
-    int sent = (uint64_t)b.len <= r->max_message &&
-               send_payload(r, RAW_ID, b.buf, (uint64_t)b.len);
-    if (sent) {
-        r->counts[0]++;
-        r->counts[1] += (unsigned long long)b.len;
-    }
-    PyBuffer_Release(&b);
-    return PyBool_FromLong(sent);
-}
-
-PyDoc_STRVAR(send_doc,
-             "send(obj) -> True | payload | False\n\n"
-             "Channel.send without waiting: True when sent; the encoded payload when it was\n"
-             "encoded but must take the pure path; False when nothing was done. The\n"
-             "serializer's own exception propagates (nothing is sent).");
-
-static PyObject *Ring_send(Ring *r, PyObject *obj)
-{
-    if (!usable(r) || r->dumps == NULL || !mutex_free(r->send_mutex))
-        Py_RETURN_FALSE;
-    PyObject *payload = PyObject_CallOneArg(r->dumps, obj);
-    if (payload == NULL)
-        return NULL;
-    /* dumps may have run Python code that closed or re-used this handle. */
-    if (!usable(r) || !mutex_free(r->send_mutex))
-        return payload;
-    Py_buffer b;
-    if (PyObject_GetBuffer(payload, &b, PyBUF_SIMPLE) != 0) {
-        PyErr_Clear();
-        return payload;
-    }
-    int sent = (uint64_t)b.len <= r->max_message &&
-               send_payload(r, r->ser_id, b.buf, (uint64_t)b.len);
-    if (sent) {
-        r->counts[0]++;
-        r->counts[1] += (unsigned long long)b.len;
-    }
-    PyBuffer_Release(&b);
-    if (!sent)
-        return payload;
-    Py_DECREF(payload);
-    Py_RETURN_TRUE;
-}
-
-PyDoc_STRVAR(send_many_doc,
-             "send_many(objs: list | tuple) -> (sent, payloads) | None\n\n"
-             "Channel.send_many without waiting: every object is encoded first (the\n"
-             "serializer's exception propagates, nothing sent), then the prefix that fits\n"
-             "is committed under one lock hold. None: nothing was done. A payload over\n"
-             "max_message_size or out of band sends nothing (sent == 0).");
-
-static PyObject *Ring_send_many(Ring *r, PyObject *objs)
-{
-    if (!usable(r) || r->dumps == NULL || !mutex_free(r->send_mutex) ||
-        !(PyList_CheckExact(objs) || PyTuple_CheckExact(objs)))
-        Py_RETURN_NONE;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(objs);
-    PyObject *payloads = PyList_New(n);
-    if (payloads == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        /* Indexed afresh each time: dumps may run Python code that changes the list. */
-        if (i >= PySequence_Fast_GET_SIZE(objs)) {
-            Py_DECREF(payloads);
-            Py_RETURN_NONE;
-        }
-        PyObject *p = PyObject_CallOneArg(r->dumps, PySequence_Fast_GET_ITEM(objs, i));
-        if (p == NULL) {
-            Py_DECREF(payloads);
-            return NULL;
-        }
-        PyList_SET_ITEM(payloads, i, p);
-    }
-    uint64_t sent = 0, nbytes = 0;
-    int fits = usable(r) && mutex_free(r->send_mutex);
-    /* Sizes first: one message over a limit sends nothing (the pure path says why). */
-    for (Py_ssize_t i = 0; fits && i < n; i++) {
-        PyObject *p = PyList_GET_ITEM(payloads, i);
-        Py_ssize_t len = PyBytes_CheckExact(p) ? PyBytes_GET_SIZE(p) : -1;
-        fits = len >= 0 && (uint64_t)len <= r->max_message && (uint64_t)len <= r->inline_max;
-    }
-    send_state s;
-    if (fits && n && send_begin(r, &s)) {
-        for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *p = PyList_GET_ITEM(payloads, i);
-            if (!send_one(r, &s, r->ser_id, 0, PyBytes_AS_STRING(p),
-                          (uint64_t)PyBytes_GET_SIZE(p)))
-                break;
-        }
-        send_end(r, &s);
-        sent = s.count;
-        nbytes = s.nbytes;
-    }
-    r->counts[0] += sent;
-    r->counts[1] += nbytes;
-    PyObject *result = Py_BuildValue("(KN)", (unsigned long long)sent, payloads);
-    return result;
-}
-
 /* -- receiving ----------------------------------------------------------------------- */
-
-static PyObject *make_frame(unsigned ser, unsigned flags, PyObject *payload)
-{
-    PyObject *f = frame_type->tp_alloc(frame_type, 3);
-    if (f == NULL) {
-        Py_DECREF(payload);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(f, 0, PyLong_FromUnsignedLong(ser));
-    PyTuple_SET_ITEM(f, 1, PyLong_FromUnsignedLong(flags));
-    PyTuple_SET_ITEM(f, 2, payload);
-    if (PyTuple_GET_ITEM(f, 0) == NULL || PyTuple_GET_ITEM(f, 1) == NULL) {
-        Py_DECREF(f);
-        return NULL;
-    }
-    return f;
-}
 
 /* Take up to max_items records into `out` (a list) under one hold of the receive
  * lock; -1 with an exception set only for MemoryError. Stops, leaving the record
@@ -437,7 +253,7 @@ static Py_ssize_t take_frames(Ring *r, PyObject *out, Py_ssize_t max_items, int 
             break;
         PyObject *payload = PyBytes_FromStringAndSize((const char *)r->base + rec.start,
                                                       (Py_ssize_t)length);
-        PyObject *frame = payload ? make_frame(rec.header.serializer_id, flags, payload) : NULL;
+        PyObject *frame = payload ? ik_make_frame(rec.header.serializer_id, flags, payload) : NULL;
         if (frame == NULL || PyList_Append(out, frame) != 0) {
             Py_XDECREF(frame);
             failed = 1;
@@ -460,6 +276,33 @@ static Py_ssize_t take_frames(Ring *r, PyObject *out, Py_ssize_t max_items, int 
     r->saw_oob = (saw & IK_FLAG_OOB) != 0;
     return failed ? -1 : count;
 }
+
+/* -- the Channel paths (endpoint.c) ------------------------------------------------- */
+
+static int ring_usable(ik_endpoint *ep)
+{
+    return usable((Ring *)(void *)((char *)ep - offsetof(Ring, ep)));
+}
+
+static Py_ssize_t ring_send(ik_endpoint *ep, unsigned ser, const ik_payload *items, Py_ssize_t n)
+{
+    Ring *r = (Ring *)(void *)((char *)ep - offsetof(Ring, ep));
+    send_state s;
+    if (n == 0 || !send_begin(r, &s))
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!send_one(r, &s, ser, 0, items[i].data, items[i].length))
+            break;
+    send_end(r, &s);
+    return (Py_ssize_t)s.count;
+}
+
+static Py_ssize_t ring_take(ik_endpoint *ep, PyObject *out, Py_ssize_t max_items)
+{
+    return take_frames((Ring *)(void *)((char *)ep - offsetof(Ring, ep)), out, max_items, 1);
+}
+
+static const ik_endpoint_ops RING_OPS = {ring_usable, ring_send, ring_take};
 
 PyDoc_STRVAR(try_recv_doc,
              "try_recv(max_items) -> list[Frame] | None\n\n"
@@ -487,104 +330,6 @@ static PyObject *Ring_try_recv(Ring *r, PyObject *arg)
     return out;
 }
 
-PyDoc_STRVAR(recv_frame_doc,
-             "recv_frame() -> Frame | None\n\n"
-             "One inline message for Channel.recv/recv_bytes without waiting; None means:\n"
-             "take the pure path.");
-
-static PyObject *Ring_recv_frame(Ring *r, PyObject *Py_UNUSED(ignored))
-{
-    if (!usable(r) || !mutex_free(r->recv_mutex))
-        Py_RETURN_NONE;
-    PyObject *out = PyList_New(0);
-    if (out == NULL)
-        return NULL;
-    Py_ssize_t got = take_frames(r, out, 1, 1);
-    if (got <= 0) {
-        Py_DECREF(out);
-        if (got < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    PyObject *frame = PyList_GET_ITEM(out, 0);
-    Py_INCREF(frame);
-    Py_DECREF(out);
-    r->counts[2]++;
-    r->counts[3] += (unsigned long long)PyBytes_GET_SIZE(PyTuple_GET_ITEM(frame, 2));
-    return frame;
-}
-
-PyDoc_STRVAR(recv_many_doc,
-             "recv_many(max_items) -> list | (objects, frames) | None\n\n"
-             "Channel.recv_many without waiting: up to max_items inline messages, decoded.\n"
-             "A list when all were decoded; (decoded, rest) when the frames in rest need the\n"
-             "pure path's decoder (another serializer, or loads raised: it runs again there\n"
-             "and raises properly); None when nothing was taken.");
-
-static PyObject *Ring_recv_many(Ring *r, PyObject *arg)
-{
-    Py_ssize_t max_items = PyLong_AsSsize_t(arg);
-    if (max_items == -1 && PyErr_Occurred())
-        return NULL;
-    if (!usable(r) || max_items < 1 || !mutex_free(r->recv_mutex))
-        Py_RETURN_NONE;
-    PyObject *frames = PyList_New(0);
-    if (frames == NULL)
-        return NULL;
-    Py_ssize_t got = take_frames(r, frames, max_items, 1);
-    if (got <= 0) {
-        Py_DECREF(frames);
-        if (got < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    unsigned long long nbytes = 0;
-    for (Py_ssize_t i = 0; i < got; i++)
-        nbytes += (unsigned long long)PyBytes_GET_SIZE(PyTuple_GET_ITEM(PyList_GET_ITEM(frames, i), 2));
-    r->counts[2] += (unsigned long long)got;
-    r->counts[3] += nbytes;
-    PyObject *objs = PyList_New(got);
-    if (objs == NULL) {
-        Py_DECREF(frames);
-        return NULL;
-    }
-    Py_ssize_t done = 0;
-    for (; done < got; done++) {
-        PyObject *frame = PyList_GET_ITEM(frames, done);
-        unsigned long ser = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(frame, 0));
-        PyObject *payload = PyTuple_GET_ITEM(frame, 2);
-        PyObject *obj;
-        if (ser == RAW_ID) {
-            obj = Py_NewRef(payload); /* what the pure decoder makes of raw bytes */
-        } else if (ser == r->ser_id && r->loads != NULL) {
-            obj = PyObject_CallOneArg(r->loads, payload);
-            if (obj == NULL) {
-                PyErr_Clear(); /* the pure decoder runs it again and raises properly */
-                break;
-            }
-        } else {
-            break;
-        }
-        PyList_SET_ITEM(objs, done, obj);
-    }
-    if (done == got) {
-        Py_DECREF(frames);
-        return objs;
-    }
-    PyObject *decoded = PyList_GetSlice(objs, 0, done);
-    PyObject *rest = PyList_GetSlice(frames, done, got);
-    /* Slots past `done` were never filled: shrink before freeing. */
-    Py_SET_SIZE(objs, done);
-    Py_DECREF(objs);
-    Py_DECREF(frames);
-    if (decoded == NULL || rest == NULL) {
-        Py_XDECREF(decoded);
-        Py_XDECREF(rest);
-        return NULL;
-    }
-    return Py_BuildValue("(NN)", decoded, rest);
-}
-
 /* -- lifecycle ----------------------------------------------------------------------- */
 
 static void close_sems(Ring *r)
@@ -609,19 +354,12 @@ static void release_all(Ring *r)
 
 static int Ring_traverse(Ring *r, visitproc visit, void *arg)
 {
-    Py_VISIT(r->send_mutex);
-    Py_VISIT(r->recv_mutex);
-    Py_VISIT(r->dumps);
-    Py_VISIT(r->loads);
-    return 0;
+    return ik_endpoint_traverse(&r->ep, visit, arg);
 }
 
 static int Ring_clear(Ring *r)
 {
-    Py_CLEAR(r->send_mutex);
-    Py_CLEAR(r->recv_mutex);
-    Py_CLEAR(r->dumps);
-    Py_CLEAR(r->loads);
+    ik_endpoint_clear(&r->ep);
     return 0;
 }
 
@@ -642,7 +380,7 @@ static int Ring_init(Ring *r, PyObject *args, PyObject *kwds)
     unsigned long long capacity, segment_max, accept_max;
     const char *names[4];
     unsigned long pid, send_token, recv_token;
-    if (frame_type == NULL) {
+    if (ik_frame_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "call set_frame_type() first");
         return -1;
     }
@@ -686,36 +424,9 @@ static int Ring_init(Ring *r, PyObject *args, PyObject *kwds)
     r->send_token = (uint32_t)send_token;
     r->recv_token = (uint32_t)recv_token;
     r->stopped = 0;
+    ik_endpoint_setup(&r->ep, &RING_OPS);
+    r->ep.send_max = r->inline_max;
     return 0;
-}
-
-PyDoc_STRVAR(bind_doc,
-             "bind(send_mutex, recv_mutex, dumps, loads, serializer_id, max_message_size)\n\n"
-             "Serve a Channel's fast paths: its per-handle mutexes (only used while free),\n"
-             "its serializer and its size limit.");
-
-static PyObject *Ring_bind(Ring *r, PyObject *const *args, Py_ssize_t nargs)
-{
-    unsigned ser;
-    if (nargs != 6 || !small_uint(args[4], 255, &ser) || !PyLong_Check(args[5])) {
-        PyErr_SetString(PyExc_TypeError, "bind(send_mutex, recv_mutex, dumps, loads, "
-                                         "serializer_id, max_message_size)");
-        return NULL;
-    }
-    unsigned long long max = PyLong_AsUnsignedLongLong(args[5]);
-    if (max == (unsigned long long)-1 && PyErr_Occurred())
-        return NULL;
-    Py_INCREF(args[0]);
-    Py_INCREF(args[1]);
-    Py_INCREF(args[2]);
-    Py_INCREF(args[3]);
-    Py_XSETREF(r->send_mutex, args[0]);
-    Py_XSETREF(r->recv_mutex, args[1]);
-    Py_XSETREF(r->dumps, args[2]);
-    Py_XSETREF(r->loads, args[3]);
-    r->ser_id = ser;
-    r->max_message = max;
-    Py_RETURN_NONE;
 }
 
 static PyObject *Ring_rebind(Ring *r, PyObject *arg)
@@ -743,11 +454,6 @@ static PyObject *Ring_release(Ring *r, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-static PyObject *Ring_counters(Ring *r, PyObject *Py_UNUSED(ignored))
-{
-    return Py_BuildValue("(KKKK)", r->counts[0], r->counts[1], r->counts[2], r->counts[3]);
-}
-
 static PyObject *Ring_get_saw_oob(Ring *r, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(r->saw_oob);
@@ -756,18 +462,11 @@ static PyObject *Ring_get_saw_oob(Ring *r, void *Py_UNUSED(closure))
 static PyMethodDef Ring_methods[] = {
     {"try_send", (PyCFunction)Ring_try_send, METH_O, try_send_doc},
     {"try_recv", (PyCFunction)Ring_try_recv, METH_O, try_recv_doc},
-    {"send_bytes", (PyCFunction)Ring_send_bytes, METH_O, send_bytes_doc},
-    {"send", (PyCFunction)Ring_send, METH_O, send_doc},
-    {"recv_frame", (PyCFunction)Ring_recv_frame, METH_NOARGS, recv_frame_doc},
-    {"send_many", (PyCFunction)Ring_send_many, METH_O, send_many_doc},
-    {"recv_many", (PyCFunction)Ring_recv_many, METH_O, recv_many_doc},
-    {"bind", (PyCFunction)(void (*)(void))Ring_bind, METH_FASTCALL, bind_doc},
+    IK_ENDPOINT_METHODS,
     {"rebind", (PyCFunction)Ring_rebind, METH_O, "rebind(pid): after fork, the child's pid."},
     {"stop", (PyCFunction)Ring_stop, METH_NOARGS, "stop(): every later call returns 'not done'."},
     {"release", (PyCFunction)Ring_release, METH_NOARGS,
      "release(): stop, drop the segment's buffer and close the semaphores."},
-    {"counters", (PyCFunction)Ring_counters, METH_NOARGS,
-     "counters() -> (messages_sent, bytes_sent, messages_received, bytes_received)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -892,7 +591,7 @@ static PyObject *core_set_frame_type(PyObject *Py_UNUSED(m), PyObject *t)
         return NULL;
     }
     Py_INCREF(t);
-    Py_XSETREF(frame_type, (PyTypeObject *)t);
+    Py_XSETREF(ik_frame_type, (PyTypeObject *)t);
     Py_RETURN_NONE;
 }
 
@@ -919,19 +618,27 @@ static struct PyModuleDef core_module = {
     .m_methods = core_methods,
 };
 
+static int add_type(PyObject *m, const char *name, PyTypeObject *t)
+{
+    if (PyType_Ready(t) < 0)
+        return -1;
+    Py_INCREF(t);
+    if (PyModule_AddObject(m, name, (PyObject *)t) < 0) {
+        Py_DECREF(t);
+        return -1;
+    }
+    return 0;
+}
+
 PyMODINIT_FUNC PyInit__core(void)
 {
-    if (PyType_Ready(&RingType) < 0)
-        return NULL;
-    str_owner = PyUnicode_InternFromString("owner");
-    if (str_owner == NULL)
+    if (ik_endpoint_module_init() < 0 || ik_stream_module_init() < 0)
         return NULL;
     PyObject *m = PyModule_Create(&core_module);
     if (m == NULL)
         return NULL;
-    Py_INCREF(&RingType);
-    if (PyModule_AddObject(m, "Ring", (PyObject *)&RingType) < 0) {
-        Py_DECREF(&RingType);
+    if (add_type(m, "Ring", &RingType) < 0 || add_type(m, "Decoder", &ik_DecoderType) < 0 ||
+        add_type(m, "Stream", &ik_StreamType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

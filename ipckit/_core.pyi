@@ -1,4 +1,4 @@
-# Types of the C core (csrc/core.c); see that file and ipckit/_accel.py.
+# Types of the C core (csrc/); see those files and ipckit/_accel.py.
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -6,24 +6,9 @@ from typing_extensions import Buffer
 
 from ipckit._framing import Frame
 
-class Ring:
-    saw_oob: bool
-    def __init__(
-        self,
-        segment: Buffer,
-        capacity: int,
-        segment_max: int,
-        accept_max: int,
-        send_sem: str,
-        recv_sem: str,
-        items_sem: str,
-        space_sem: str,
-        pid: int,
-        send_token: int,
-        recv_token: int,
-    ) -> None: ...
-    def try_send(self, frames: Sequence[tuple[int, int, Buffer, int]], /) -> int: ...
-    def try_recv(self, max_items: int, /) -> list[Frame] | None: ...
+class _Endpoint:
+    """The Channel paths every native transport shares (csrc/endpoint.c)."""
+
     def send_bytes(self, data: Buffer, /) -> bool: ...
     def send(self, obj: Any, /) -> Buffer | bool: ...
     def recv_frame(self) -> Frame | None: ...
@@ -41,10 +26,49 @@ class Ring:
         max_message_size: int,
         /,
     ) -> None: ...
+    def counters(self) -> tuple[int, int, int, int]: ...
+
+class Ring(_Endpoint):
+    saw_oob: bool
+    def __init__(
+        self,
+        segment: Buffer,
+        capacity: int,
+        segment_max: int,
+        accept_max: int,
+        send_sem: str,
+        recv_sem: str,
+        items_sem: str,
+        space_sem: str,
+        pid: int,
+        send_token: int,
+        recv_token: int,
+    ) -> None: ...
+    def try_send(self, frames: Sequence[tuple[int, int, Buffer, int]], /) -> int: ...
+    def try_recv(self, max_items: int, /) -> list[Frame] | None: ...
     def rebind(self, pid: int, /) -> None: ...
     def stop(self) -> None: ...
     def release(self) -> None: ...
-    def counters(self) -> tuple[int, int, int, int]: ...
+
+class Decoder:
+    """ipckit._framing.FrameDecoder in C (csrc/stream.c)."""
+
+    _max: int
+    pending: bool
+    def __init__(self, max_message_size: int) -> None: ...
+    def buffer(self) -> memoryview: ...
+    def commit(self, count: int, /) -> None: ...
+    def commit_from(self, counts: list[int], /) -> None: ...
+    def feed(self, data: Buffer, /) -> None: ...
+    def next_frame(self) -> Frame | None: ...
+
+class Stream(_Endpoint):
+    """The never-waiting paths of one StreamTransport (csrc/stream.c)."""
+
+    def __init__(
+        self, transport: object, decoder: Decoder, whole_writes: int, socket: bool
+    ) -> None: ...
+    def stop(self) -> None: ...
 
 def write_one(
     segment: Buffer, head: int, tail: int, capacity: int, ser: int, flags: int, payload: Buffer, /

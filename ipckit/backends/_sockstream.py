@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import ssl
 from collections.abc import Callable, Sequence
@@ -142,6 +143,10 @@ def make_transport(
         write=write,
         writev=writev,
         shutdown_write=lambda: sock.shutdown(socket.SHUT_WR),
+        # Linux queues a Unix stream write this small as one buffer, whole or not at
+        # all (unix_stream_sendmsg); TCP may take part of one, so it gets no fast send.
+        whole_writes=select.PIPE_BUF if sock.family == socket.AF_UNIX else 0,
+        is_socket=True,
     )
 
 

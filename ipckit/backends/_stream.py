@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 from itertools import accumulate
 from typing import Any
 
+from ipckit import _accel
 from ipckit._deadline import Deadline
 from ipckit._framing import FLAG_EOS, HEADER_SIZE, Frame, FrameDecoder, encode_header
 from ipckit._oserror import os_error_to_ipc
@@ -116,6 +117,8 @@ class StreamTransport:
         shutdown_write: Callable[[], None] | None = None,
         write_batch: int = select.PIPE_BUF,
         atomic_writes: bool = False,
+        whole_writes: int | None = None,
+        is_socket: bool = False,
     ) -> None:
         self.url = url
         self.capabilities = capabilities
@@ -124,7 +127,10 @@ class StreamTransport:
         for fd in {rfd, wfd} - {None}:
             assert fd is not None
             os.set_blocking(fd, False)
-        self._decoder = FrameDecoder(max_message_size)
+        core = _accel.core
+        self._decoder: Any = (
+            FrameDecoder(max_message_size) if core is None else core.Decoder(max_message_size)
+        )
         self._ready: deque[Frame] = deque()
         self._reducer = reducer
         self._on_close = on_close
@@ -161,6 +167,15 @@ class StreamTransport:
         self._offers = Offers()
         self._rpoll: select.poll | None = None
         self._wpoll: select.poll | None = None
+        # The C core's never-waiting paths (ipckit._core.Stream), or None. It reads and
+        # sets this object's fields above, so both paths share one state. Not for
+        # layers that must see every byte or frame (TLS, the no-pickle check).
+        self.native_core: Any = None
+        if core is not None and type(self) is StreamTransport and readinto is None:
+            if whole_writes is None:
+                # pipe(7): at most PIPE_BUF bytes go into a pipe whole or not at all.
+                whole_writes = write_batch if self._atomic else 0
+            self.native_core = core.Stream(self, self._decoder, whole_writes, is_socket)
         _LIVE.add(self)
 
     def _after_fork(self) -> None:
@@ -222,6 +237,8 @@ class StreamTransport:
         rlog = self._rlog
         if rlog:
             decoder.commit_from(rlog)  # a read an interrupt cut off from its record
+        if self._decode():
+            return True  # frames the last read (or the C core's) left in the buffer
         buf = decoder.buffer()
         readinto = self._readinto
         try:
@@ -243,20 +260,31 @@ class StreamTransport:
             self._eof = True
             return True
         decoder.commit_from(rlog)
+        self._decode()
+        return True
+
+    def _decode(self) -> bool:
+        """Move every complete frame in the decoder to ``_ready``; True if any (or the end) came."""
+        decoder = self._decoder
         ready = self._ready
+        got = False
         while True:
             try:
                 frame = decoder.next_frame()
             except ProtocolError as exc:
                 # Frame boundaries past a bad header are unknowable: the stream is over.
+                # The whole frames before it are delivered first (as the C core does).
                 self._broken = exc
+                if got:
+                    return True
                 raise
             if frame is None:
-                return True
+                return got
             if frame.flags & FLAG_EOS:
                 self._eof = True
                 return True
             ready.append(frame)
+            got = True
 
     def _end_of_stream(self) -> ChannelClosed:
         if self._decoder.pending and self._eof:
@@ -344,6 +372,14 @@ class StreamTransport:
     def send_frames(self, frames: Sequence[OutFrame], deadline: Deadline) -> None:
         """Write every frame in order; ``Full(sent=k)`` if time runs out between frames."""
         if self._wtorn:
+            if not self._writing and self._wfd is not None:
+                # Left by the C core, whose write the kernel tore although it should
+                # take it whole: end the stream as an interrupted write here would.
+                self._writing = True
+                try:
+                    self._end_writes()
+                finally:
+                    self._writing = False
             raise self._send_torn()
         wfd = self._wfd
         if wfd is None:
@@ -580,10 +616,14 @@ class StreamTransport:
     def interrupt(self) -> None:
         """Wake blocked calls on this handle so they raise ``HandleClosed``."""
         self._interrupted = True
+        if self.native_core is not None:
+            self.native_core.stop()
         self._waker.signal()
 
     def close(self) -> None:
         """Close every descriptor this handle owns."""
+        if self.native_core is not None:
+            self.native_core.stop()  # before the descriptor numbers can be reused
         rfd, wfd = self._rfd, self._wfd
         self._rfd = self._wfd = None
         self._rpoll = self._wpoll = None

@@ -1,0 +1,96 @@
+/* The Channel-facing fast paths, written once for every native transport.
+ *
+ * A Channel binds its per-handle mutexes, serializer and size limit to its
+ * transport's native object (a Ring for shm://, a Stream for pipes and sockets);
+ * send_bytes/send/send_many/recv_frame/recv_many below then cost one call into C
+ * plus the serializer. Each transport supplies two operations that never wait and
+ * never run Python code: send payloads that fit now, and take plain frames that
+ * are there now. Whatever they cannot do returns "not done" and the Channel runs
+ * its pure-Python path, which waits, judges and raises.
+ */
+#ifndef IPCKIT_ENDPOINT_H
+#define IPCKIT_ENDPOINT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+
+#define IK_RAW_ID 0u
+
+typedef struct ik_endpoint ik_endpoint;
+
+typedef struct {
+    const void *data;
+    uint64_t length;
+} ik_payload;
+
+typedef struct {
+    int (*usable)(ik_endpoint *ep);
+    /* Send the longest prefix of items (serializer `ser`, no flags) that goes out
+     * whole now; the count. Never raises, never waits, runs no Python code. */
+    Py_ssize_t (*send)(ik_endpoint *ep, unsigned ser, const ik_payload *items, Py_ssize_t n);
+    /* Append up to max_items plain frames (bytes payloads) that are there now to
+     * `out`; the count, or -1 with an exception set (MemoryError only). */
+    Py_ssize_t (*take)(ik_endpoint *ep, PyObject *out, Py_ssize_t max_items);
+} ik_endpoint_ops;
+
+struct ik_endpoint {
+    const ik_endpoint_ops *ops;
+    uint64_t send_max; /* the largest payload ops->send can carry */
+    /* Bound by a Channel (bind()): its mutexes, serializer and limit. */
+    PyObject *send_mutex;
+    PyObject *recv_mutex;
+    PyObject *dumps;
+    PyObject *loads;
+    unsigned ser_id;
+    uint64_t max_message;
+    unsigned long long counts[4]; /* messages sent, bytes sent, messages received, bytes */
+};
+
+/* Every native transport object starts like this. */
+typedef struct {
+    PyObject_HEAD
+    ik_endpoint ep;
+} ik_object;
+
+#define IK_EP(o) (&((ik_object *)(void *)(o))->ep)
+
+extern PyTypeObject *ik_frame_type; /* ipckit._framing.Frame, set by set_frame_type() */
+
+int ik_endpoint_module_init(void);
+void ik_endpoint_setup(ik_endpoint *ep, const ik_endpoint_ops *ops);
+int ik_endpoint_traverse(ik_endpoint *ep, visitproc visit, void *arg);
+void ik_endpoint_clear(ik_endpoint *ep);
+
+/* A Frame(ser, flags, payload); steals `payload`. */
+PyObject *ik_make_frame(unsigned ser, unsigned flags, PyObject *payload);
+/* An exact int in [0, limit]; 0 (no exception) otherwise. */
+int ik_small_uint(PyObject *o, unsigned limit, unsigned *out);
+/* True when nobody holds the Channel mutex. */
+int ik_mutex_free(PyObject *mutex);
+
+PyObject *ik_ep_send_bytes(PyObject *self, PyObject *data);
+PyObject *ik_ep_send(PyObject *self, PyObject *obj);
+PyObject *ik_ep_send_many(PyObject *self, PyObject *objs);
+PyObject *ik_ep_recv_frame(PyObject *self, PyObject *ignored);
+PyObject *ik_ep_recv_many(PyObject *self, PyObject *arg);
+PyObject *ik_ep_bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *ik_ep_counters(PyObject *self, PyObject *ignored);
+
+extern const char ik_send_bytes_doc[], ik_send_doc[], ik_send_many_doc[], ik_recv_frame_doc[],
+    ik_recv_many_doc[], ik_bind_doc[];
+
+#define IK_ENDPOINT_METHODS                                                                    \
+    {"send_bytes", (PyCFunction)ik_ep_send_bytes, METH_O, ik_send_bytes_doc},                  \
+        {"send", (PyCFunction)ik_ep_send, METH_O, ik_send_doc},                                \
+        {"send_many", (PyCFunction)ik_ep_send_many, METH_O, ik_send_many_doc},                 \
+        {"recv_frame", (PyCFunction)ik_ep_recv_frame, METH_NOARGS, ik_recv_frame_doc},         \
+        {"recv_many", (PyCFunction)ik_ep_recv_many, METH_O, ik_recv_many_doc},                 \
+        {"bind", (PyCFunction)(void (*)(void))ik_ep_bind, METH_FASTCALL, ik_bind_doc},         \
+    {                                                                                          \
+        "counters", (PyCFunction)ik_ep_counters, METH_NOARGS,                                  \
+            "counters() -> (messages sent, bytes sent, messages received, bytes received)"     \
+    }
+
+#endif
