@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ipckit import ProtocolError
+from ipckit import ProtocolError, _accel
 from ipckit._framing import (
     FLAG_EOS,
     FLAG_OOB,
@@ -22,6 +22,21 @@ from ipckit._framing import (
 )
 
 MAX = 1 << 20
+
+# Every decoder test runs on the reference and on its C twin (when built).
+_DECODERS = [pytest.param(FrameDecoder, id="pure")]
+if _accel.built():
+    from ipckit import _core
+
+    _DECODERS.append(pytest.param(_core.Decoder, id="native"))
+
+
+@pytest.fixture(scope="module", params=_DECODERS)
+def decoder_cls(request: pytest.FixtureRequest) -> type[FrameDecoder]:
+    cls: type[FrameDecoder] = request.param
+    return cls
+
+
 EXAMPLES = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Payloads past the decoder's 64 KiB direct-read threshold, cheap to generate.
@@ -63,8 +78,10 @@ def test_header_layout_is_documented_one() -> None:
 
 @EXAMPLES
 @given(frames_st)
-def test_whole_stream_round_trips(frames: list[tuple[int, int, bytes]]) -> None:
-    decoder = FrameDecoder(MAX)
+def test_whole_stream_round_trips(
+    decoder_cls: type[FrameDecoder], frames: list[tuple[int, int, bytes]]
+) -> None:
+    decoder = decoder_cls(MAX)
     decoder.feed(_stream(frames))
     assert _drain(decoder) == frames
     assert not decoder.pending
@@ -72,9 +89,11 @@ def test_whole_stream_round_trips(frames: list[tuple[int, int, bytes]]) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=64)), max_size=4))
-def test_one_byte_at_a_time(frames: list[tuple[int, bytes]]) -> None:
+def test_one_byte_at_a_time(
+    decoder_cls: type[FrameDecoder], frames: list[tuple[int, bytes]]
+) -> None:
     full = [(s, 0, p) for s, p in frames]
-    decoder = FrameDecoder(MAX)
+    decoder = decoder_cls(MAX)
     got = []
     for byte in _stream(full):
         decoder.feed(bytes([byte]))
@@ -84,9 +103,11 @@ def test_one_byte_at_a_time(frames: list[tuple[int, bytes]]) -> None:
 
 @EXAMPLES
 @given(frames_st, st.lists(st.integers(1, 80000), max_size=20))
-def test_random_split_points(frames: list[tuple[int, int, bytes]], cuts: list[int]) -> None:
+def test_random_split_points(
+    decoder_cls: type[FrameDecoder], frames: list[tuple[int, int, bytes]], cuts: list[int]
+) -> None:
     data = _stream(frames)
-    decoder = FrameDecoder(MAX)
+    decoder = decoder_cls(MAX)
     got = []
     pos = 0
     for cut in [*cuts, len(data)]:
@@ -102,9 +123,11 @@ def test_random_split_points(frames: list[tuple[int, int, bytes]], cuts: list[in
 
 @EXAMPLES
 @given(frames_st, st.integers(100, 100_000))
-def test_readinto_path_matches_feed(frames: list[tuple[int, int, bytes]], chunk: int) -> None:
+def test_readinto_path_matches_feed(
+    decoder_cls: type[FrameDecoder], frames: list[tuple[int, int, bytes]], chunk: int
+) -> None:
     data = memoryview(_stream(frames))
-    decoder = FrameDecoder(MAX)
+    decoder = decoder_cls(MAX)
     got = []
     while data.nbytes:
         with decoder.buffer() as target:
@@ -118,8 +141,8 @@ def test_readinto_path_matches_feed(frames: list[tuple[int, int, bytes]], chunk:
 
 @EXAMPLES
 @given(st.binary(max_size=2000))
-def test_garbage_only_raises_protocol_error(junk: bytes) -> None:
-    decoder = FrameDecoder(4096)
+def test_garbage_only_raises_protocol_error(decoder_cls: type[FrameDecoder], junk: bytes) -> None:
+    decoder = decoder_cls(4096)
     try:
         decoder.feed(junk)
         _drain(decoder)
@@ -130,12 +153,12 @@ def test_garbage_only_raises_protocol_error(junk: bytes) -> None:
 @EXAMPLES
 @given(frames_st, st.integers(0, 10_000), st.integers(0, 255))
 def test_corrupted_stream_never_escapes_protocol_error(
-    frames: list[tuple[int, int, bytes]], where: int, value: int
+    decoder_cls: type[FrameDecoder], frames: list[tuple[int, int, bytes]], where: int, value: int
 ) -> None:
     data = bytearray(_stream(frames))
     if data:
         data[where % len(data)] = value
-    decoder = FrameDecoder(MAX)
+    decoder = decoder_cls(MAX)
     try:
         decoder.feed(bytes(data))
         _drain(decoder)
@@ -143,8 +166,8 @@ def test_corrupted_stream_never_escapes_protocol_error(
         pass
 
 
-def test_length_checked_before_allocating() -> None:
-    decoder = FrameDecoder(1000)
+def test_length_checked_before_allocating(decoder_cls: type[FrameDecoder]) -> None:
+    decoder = decoder_cls(1000)
     with pytest.raises(ProtocolError, match="max_message_size"):
         decoder.feed(encode_header(1, 0, 1 << 62))
         decoder.next_frame()
