@@ -27,11 +27,9 @@ from ipckit.errors import MessageTooLarge, ProtocolError
 
 __all__ = [
     "SHM_DIR",
-    "block_size",
     "discard_block",
-    "map_block",
+    "open_block",
     "put_block",
-    "read_block",
     "resolve",
     "sweep_blocks",
 ]
@@ -95,42 +93,40 @@ def _parse(ref: Buffer) -> tuple[int, str]:
     return total, name
 
 
-def block_size(ref: Buffer) -> int:
-    """The payload size a reference announces (0 for a reference too short to say)."""
-    view = memoryview(ref)
-    return int.from_bytes(view[:8], "little") if view.nbytes >= _REF.size else 0
+def open_block(
+    ref: Buffer, max_message_size: int, url: str
+) -> tuple[memoryview, Callable[[], None]]:
+    """Map the block a reference names, checked against this end's ``max_message_size``.
 
-
-def resolve(ref: Buffer, max_message_size: int, url: str) -> bytes:
-    """The payload a reference names, checked against this end's ``max_message_size``.
-
-    The one resolver every transport uses. A block over the limit is removed and
-    refused with :class:`MessageTooLarge` (the message is dropped, the channel goes
-    on); a reference that is malformed or names no block is a :class:`ProtocolError`.
+    The one resolver every transport uses (:func:`resolve` copies through it; a
+    zero-copy receive keeps the mapping). The reference is parsed and checked
+    first; a block over the limit is removed and refused with
+    :class:`MessageTooLarge` (the message is dropped, the channel goes on); a
+    reference that is malformed or names no block is a :class:`ProtocolError`.
+    The second item unmaps and removes the block.
     """
-    total = block_size(ref)
+    total, name = _parse(ref)
     if total > max_message_size:
-        discard_block(ref)
+        _remove(name)
         raise MessageTooLarge(
             f"incoming message on {url} has {total} bytes, more than this end's "
             f"max_message_size={max_message_size}; it was dropped: open this end with a "
             "larger max_message_size="
         )
-    return read_block(ref)
+    return _map(total, name)
 
 
-def read_block(ref: Buffer) -> bytes:
-    """Copy the payload out of the block named by ``ref`` and remove the block."""
-    view, done = map_block(ref)
+def resolve(ref: Buffer, max_message_size: int, url: str) -> bytes:
+    """The payload a reference names, copied out; the block is removed (see :func:`open_block`)."""
+    view, done = open_block(ref, max_message_size, url)
     try:
         return bytes(view)
     finally:
         done()
 
 
-def map_block(ref: Buffer) -> tuple[memoryview, Callable[[], None]]:
-    """Map the block named by ``ref`` read-only; the second item unmaps and removes it."""
-    total, name = _parse(ref)
+def _map(total: int, name: str) -> tuple[memoryview, Callable[[], None]]:
+    """Map block ``name`` of ``total`` bytes read-only; the second item unmaps and removes it."""
     try:
         # No symlinks and no FIFOs: a reference written by a hostile peer must not make
         # us read (or block on) anything but a regular block in /dev/shm.
@@ -162,10 +158,7 @@ def map_block(ref: Buffer) -> tuple[memoryview, Callable[[], None]]:
                 mem.close()
         except BufferError:
             pass  # a slice is still in use: the mapping goes when it does; remove the name now
-        try:
-            os.unlink(_path(name))
-        except FileNotFoundError:
-            pass
+        _remove(name)
 
     return view, done
 
@@ -174,8 +167,15 @@ def discard_block(ref: Buffer) -> None:
     """Remove the block named by ``ref`` without reading it."""
     try:
         _, name = _parse(ref)
+    except ProtocolError:
+        return
+    _remove(name)
+
+
+def _remove(name: str) -> None:
+    try:
         os.unlink(_path(name))
-    except (ProtocolError, FileNotFoundError):
+    except FileNotFoundError:
         pass
 
 

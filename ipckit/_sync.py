@@ -28,10 +28,12 @@ from ipckit._critical import run_all
 from ipckit._deadline import Deadline
 from ipckit._oserror import translate_os_errors
 
-__all__ = ["WAIT_SLICE", "Doorbell", "FileLock", "RobustLock", "pid_alive"]
+__all__ = ["WAIT_SLICE", "Doorbell", "FileLock", "LockBusy", "RobustLock", "pid_alive"]
 
 #: Longest single sleep on a doorbell before re-checking shared state (seconds).
 WAIT_SLICE = 0.05
+#: What running :attr:`RobustLock.take_steps` raises when the lock is taken.
+LockBusy = posix_ipc.BusyError
 
 # getpid() is a system call on current glibc; the lock hot path reads this instead,
 # and a forked child refreshes it before running any Python code of its own.
@@ -181,17 +183,23 @@ class RobustLock:
         if words[lock.owner_at] == lock.pid and words[lock.gen_at] == lock.token:
             words[lock.owner_at] = 0
             lock.give()
+
+    ``lent`` is whatever a critical section handed the held lock to (a message
+    lent in place by ``shm://``'s ``recv_view``), or ``None``: a caller's release
+    skips a lent lock, and whoever ``lent`` names gives it back. It belongs to this
+    process: a forked child starts with ``None``.
     """
 
     __slots__ = (
-        "_now",
         "_recovery",
         "_sem",
         "gen_at",
         "give",
+        "lent",
         "name",
         "owner_at",
         "pid",
+        "take_steps",
         "token",
         "words",
     )
@@ -216,12 +224,16 @@ class RobustLock:
         self.owner_at = owner_at
         self.gen_at = gen_at
         self.token = next(_TOKENS) & 0xFFFFFFFF or 1
+        self.lent: object = None
         self._bind()
 
     def _bind(self) -> None:
         self.pid = os.getpid()
         self.give: Callable[[], None] = self._sem.release
-        self._now = self._steps(partial(self._sem.acquire, 0))
+        # Take the lock if it is free and record the owner: run in one C-level call
+        # (run_all), raising LockBusy when it is taken. A caller that must not spend
+        # a Python call on try_acquire (shm://'s critical section) runs these itself.
+        self.take_steps = self._steps(partial(self._sem.acquire, 0))
 
     def _steps(self, acquire: Callable[[], object]) -> tuple[Callable[[], object], ...]:
         words = self.words
@@ -239,8 +251,8 @@ class RobustLock:
     def try_acquire(self) -> bool:
         """Take the lock if it is free, without waiting (the hot path)."""
         try:
-            run_all(self._now)
-        except posix_ipc.BusyError:
+            run_all(self.take_steps)
+        except LockBusy:
             return False
         return True
 
@@ -301,5 +313,6 @@ class RobustLock:
 
     def reopen(self) -> None:
         """After fork: this process's pid, and fresh descriptors (flock is per description)."""
+        self.lent = None  # the parent's to give back: the owner word names the parent
         self._recovery.reopen()
         self._bind()
