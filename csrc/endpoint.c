@@ -21,6 +21,11 @@ int ik_endpoint_traverse(ik_endpoint *ep, visitproc visit, void *arg)
     Py_VISIT(ep->recv_mutex);
     Py_VISIT(ep->dumps);
     Py_VISIT(ep->loads);
+    Py_VISIT(ep->fast_pack);
+    Py_VISIT(ep->unpacker_factory);
+    Py_VISIT(ep->u_feed);
+    Py_VISIT(ep->u_unpack);
+    Py_VISIT(ep->u_tell);
     return 0;
 }
 
@@ -30,6 +35,81 @@ void ik_endpoint_clear(ik_endpoint *ep)
     Py_CLEAR(ep->recv_mutex);
     Py_CLEAR(ep->dumps);
     Py_CLEAR(ep->loads);
+    Py_CLEAR(ep->fast_pack);
+    Py_CLEAR(ep->unpacker_factory);
+    Py_CLEAR(ep->u_feed);
+    Py_CLEAR(ep->u_unpack);
+    Py_CLEAR(ep->u_tell);
+}
+
+/* -- the serializer's C halves ---------------------------------------------------------- */
+
+/* Encode: the fast packer, or (when it declines) dumps, whose error propagates. */
+static PyObject *encode(ik_endpoint *ep, PyObject *obj)
+{
+    if (ep->fast_pack != NULL) {
+        PyObject *p = PyObject_CallOneArg(ep->fast_pack, obj);
+        if (p != NULL)
+            return p;
+        PyErr_Clear(); /* not plain builtins: the general encoder decides */
+    }
+    return PyObject_CallOneArg(ep->dumps, obj);
+}
+
+/* A fresh unpacker (a failed one may hold part of a document); without one, loads. */
+static void unpacker_reset(ik_endpoint *ep)
+{
+    Py_CLEAR(ep->u_feed);
+    Py_CLEAR(ep->u_unpack);
+    Py_CLEAR(ep->u_tell);
+    ep->fed = 0;
+    if (ep->unpacker_factory == NULL)
+        return;
+    PyObject *u = PyObject_CallNoArgs(ep->unpacker_factory);
+    if (u != NULL) {
+        ep->u_feed = PyObject_GetAttrString(u, "feed");
+        ep->u_unpack = PyObject_GetAttrString(u, "unpack");
+        ep->u_tell = PyObject_GetAttrString(u, "tell");
+        Py_DECREF(u);
+    }
+    if (ep->u_feed == NULL || ep->u_unpack == NULL || ep->u_tell == NULL) {
+        Py_CLEAR(ep->u_feed);
+        Py_CLEAR(ep->u_unpack);
+        Py_CLEAR(ep->u_tell);
+    }
+    PyErr_Clear();
+}
+
+/* Payloads up to this size go through the kept unpacker, which copies them once
+ * into its own buffer; bigger ones are decoded in place by loads. */
+#define FAST_DECODE_MAX (64 * 1024)
+
+/* Decode: the kept unpacker, or (when it declines) loads; NULL with the error of
+ * loads set, which the pure decoder then raises properly. */
+static PyObject *decode(ik_endpoint *ep, PyObject *payload)
+{
+    Py_ssize_t len = PyBytes_GET_SIZE(payload);
+    /* 0xC1 (never valid msgpack) starts the numpy layout: loads' own, at once. */
+    if (ep->u_unpack != NULL && len && len <= FAST_DECODE_MAX &&
+        (uint8_t)PyBytes_AS_STRING(payload)[0] != 0xC1) {
+        PyObject *r = PyObject_CallOneArg(ep->u_feed, payload);
+        PyObject *obj = NULL;
+        if (r != NULL) {
+            Py_DECREF(r);
+            ep->fed += (unsigned long long)len;
+            obj = PyObject_CallNoArgs(ep->u_unpack);
+        }
+        if (obj != NULL) {
+            PyObject *pos = PyObject_CallNoArgs(ep->u_tell);
+            unsigned long long at = pos != NULL ? PyLong_AsUnsignedLongLong(pos) : 0;
+            Py_XDECREF(pos);
+            if (pos != NULL && at == ep->fed)
+                return obj; /* exactly one document, all of the payload */
+            Py_DECREF(obj);
+        }
+        unpacker_reset(ep); /* declined or trailing bytes: loads judges */
+    }
+    return PyObject_CallOneArg(ep->loads, payload);
 }
 
 PyObject *ik_make_frame(unsigned ser, unsigned flags, PyObject *payload)
@@ -128,7 +208,7 @@ PyObject *ik_ep_send(PyObject *self, PyObject *obj)
     ik_endpoint *ep = IK_EP(self);
     if (ep->dumps == NULL || !can_send(ep))
         Py_RETURN_FALSE;
-    PyObject *payload = PyObject_CallOneArg(ep->dumps, obj);
+    PyObject *payload = encode(ep, obj);
     if (payload == NULL)
         return NULL;
     /* dumps may have run Python code that closed or re-used this handle. */
@@ -161,7 +241,7 @@ PyObject *ik_ep_send_many(PyObject *self, PyObject *objs)
             Py_DECREF(payloads);
             Py_RETURN_NONE;
         }
-        PyObject *p = PyObject_CallOneArg(ep->dumps, PySequence_Fast_GET_ITEM(objs, i));
+        PyObject *p = encode(ep, PySequence_Fast_GET_ITEM(objs, i));
         if (p == NULL) {
             Py_DECREF(payloads);
             return NULL;
@@ -272,7 +352,7 @@ PyObject *ik_ep_recv_many(PyObject *self, PyObject *arg)
         if (ser == IK_RAW_ID) {
             obj = Py_NewRef(payload); /* what the pure decoder makes of raw bytes */
         } else if (ser == ep->ser_id && ep->loads != NULL) {
-            obj = PyObject_CallOneArg(ep->loads, payload);
+            obj = decode(ep, payload);
             if (obj == NULL) {
                 PyErr_Clear(); /* the pure decoder runs it again and raises properly */
                 break;
@@ -301,17 +381,21 @@ PyObject *ik_ep_recv_many(PyObject *self, PyObject *arg)
 }
 
 const char ik_bind_doc[] =
-    "bind(send_mutex, recv_mutex, dumps, loads, serializer_id, max_message_size)\n\n"
+    "bind(send_mutex, recv_mutex, dumps, loads, serializer_id, max_message_size,\n"
+    "     fast_pack=None, unpacker_factory=None)\n\n"
     "Serve a Channel's fast paths: its per-handle mutexes (only used while free),\n"
-    "its serializer and its size limit.";
+    "its serializer (and that serializer's C-only halves, if it has them) and its\n"
+    "size limit.";
 
 PyObject *ik_ep_bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     ik_endpoint *ep = IK_EP(self);
     unsigned ser;
-    if (nargs != 6 || !ik_small_uint(args[4], 255, &ser) || !PyLong_Check(args[5])) {
+    if ((nargs != 6 && nargs != 8) || !ik_small_uint(args[4], 255, &ser) ||
+        !PyLong_Check(args[5])) {
         PyErr_SetString(PyExc_TypeError, "bind(send_mutex, recv_mutex, dumps, loads, "
-                                         "serializer_id, max_message_size)");
+                                         "serializer_id, max_message_size[, fast_pack, "
+                                         "unpacker_factory])");
         return NULL;
     }
     unsigned long long max = PyLong_AsUnsignedLongLong(args[5]);
@@ -321,6 +405,11 @@ PyObject *ik_ep_bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(ep->recv_mutex, Py_NewRef(args[1]));
     Py_XSETREF(ep->dumps, Py_NewRef(args[2]));
     Py_XSETREF(ep->loads, Py_NewRef(args[3]));
+    PyObject *pack = nargs == 8 && args[6] != Py_None ? args[6] : NULL;
+    PyObject *factory = nargs == 8 && args[7] != Py_None ? args[7] : NULL;
+    Py_XSETREF(ep->fast_pack, Py_XNewRef(pack));
+    Py_XSETREF(ep->unpacker_factory, Py_XNewRef(factory));
+    unpacker_reset(ep);
     ep->ser_id = ser;
     ep->max_message = max;
     Py_RETURN_NONE;

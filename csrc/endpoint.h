@@ -43,6 +43,13 @@ struct ik_endpoint {
     PyObject *recv_mutex;
     PyObject *dumps;
     PyObject *loads;
+    /* Optional C-only halves of the serializer (MsgpackSerializer.native_codec): a
+     * packer whose failure means "ask dumps", and a kept unpacker of this endpoint's
+     * own whose failure means "ask loads". */
+    PyObject *fast_pack;
+    PyObject *unpacker_factory;
+    PyObject *u_feed, *u_unpack, *u_tell;
+    unsigned long long fed; /* bytes fed to the unpacker: what tell() must say */
     unsigned ser_id;
     uint64_t max_message;
     unsigned long long counts[4]; /* messages sent, bytes sent, messages received, bytes */

@@ -24,6 +24,8 @@ class _Endpoint:
         loads: Callable[[Buffer], Any],
         serializer_id: int,
         max_message_size: int,
+        fast_pack: Callable[[Any], bytes] | None = None,
+        unpacker_factory: Callable[[], Any] | None = None,
         /,
     ) -> None: ...
     def counters(self) -> tuple[int, int, int, int]: ...

@@ -195,8 +195,17 @@ class Channel:
         # pure path runs: same checks, same errors, same waits.
         self._core: Any = getattr(transport, "native_core", None)
         if self._core is not None:
+            codec = getattr(ser, "native_codec", None)
+            pack, unpacker = codec() if codec is not None else (None, None)
             self._core.bind(
-                self._send_lock, self._recv_lock, self._dumps, self._loads, self._ser_id, self._max
+                self._send_lock,
+                self._recv_lock,
+                self._dumps,
+                self._loads,
+                self._ser_id,
+                self._max,
+                pack,
+                unpacker,
             )
         _LIVE.add(self)
 
