@@ -13,7 +13,9 @@ from __future__ import annotations
 import ast
 import gc
 import inspect
+import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -214,3 +216,21 @@ def test_every_lock_step_and_wake_goes_through_one_helper() -> None:
     assert owners["give"] == owners["take_steps"] == owners["acquire"] == {"_locked"}
     assert owners["try_acquire"] == set()
     assert owners["ring_if_below"] == {"_wake"}
+
+
+def _die_holding_a_view(url: str) -> None:
+    ch = ipckit.open(url)
+    view = ch.recv_view(timeout=10)  # lent: the receive lock stays held
+    os.kill(os.getpid(), signal.SIGKILL)
+    view.release()  # pragma: no cover - never reached
+
+
+def test_a_receiver_killed_holding_a_view_leaves_the_message_to_another(trio: Trio) -> None:
+    a, _b, c = trio
+    a.send_bytes(b"m1")
+    proc = multiprocessing.get_context("fork").Process(target=_die_holding_a_view, args=(a.url,))
+    proc.start()
+    proc.join(30)
+    assert proc.exitcode == -signal.SIGKILL
+    assert c.recv_bytes(timeout=15) == b"m1", "the lent message was not taken by the dead"
+    assert a.stats().extra["recoveries"] == 1
