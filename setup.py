@@ -73,12 +73,18 @@ setup(
     ext_modules=[
         Extension(
             "ipckit._core",
-            sources=["csrc/core.c", "csrc/endpoint.c", "csrc/ring.c", "csrc/stream.c"],
-            depends=["csrc/endpoint.h", "csrc/ring.h", "csrc/stream.h"],
+            sources=[
+                "csrc/core.c",
+                "csrc/endpoint.c",
+                "csrc/queue.c",
+                "csrc/ring.c",
+                "csrc/stream.c",
+            ],
+            depends=["csrc/endpoint.h", "csrc/queue.h", "csrc/ring.h", "csrc/stream.h"],
             include_dirs=["csrc"],
             extra_compile_args=extra,
             extra_link_args=["-fsanitize=address,undefined"] if _flag("IPCKIT_SANITIZE") else [],
-            libraries=["pthread"],
+            libraries=["pthread", "rt"],  # rt: mq_send/mq_receive on glibc before 2.34
         )
     ],
     cmdclass={"build_ext": OptionalBuildExt},

@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "queue.h"
 #include "ring.h"
 #include "stream.h"
 
@@ -632,13 +633,14 @@ static int add_type(PyObject *m, const char *name, PyTypeObject *t)
 
 PyMODINIT_FUNC PyInit__core(void)
 {
-    if (ik_endpoint_module_init() < 0 || ik_stream_module_init() < 0)
+    if (ik_endpoint_module_init() < 0 || ik_stream_module_init() < 0 ||
+        ik_queue_module_init() < 0)
         return NULL;
     PyObject *m = PyModule_Create(&core_module);
     if (m == NULL)
         return NULL;
     if (add_type(m, "Ring", &RingType) < 0 || add_type(m, "Decoder", &ik_DecoderType) < 0 ||
-        add_type(m, "Stream", &ik_StreamType) < 0) {
+        add_type(m, "Stream", &ik_StreamType) < 0 || add_type(m, "Queue", &ik_QueueType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -420,3 +420,46 @@ PyObject *ik_ep_counters(PyObject *self, PyObject *Py_UNUSED(ignored))
     ik_endpoint *ep = IK_EP(self);
     return Py_BuildValue("(KKKK)", ep->counts[0], ep->counts[1], ep->counts[2], ep->counts[3]);
 }
+
+/* The plain frame at the front of _ready, if there is one (a new reference). */
+static PyObject *front_plain(PyObject *ready)
+{
+    if (PySequence_Size(ready) <= 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *f = PySequence_GetItem(ready, 0);
+    if (f == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    int overflow = 0;
+    if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 3 ||
+        !PyLong_CheckExact(PyTuple_GET_ITEM(f, 1)) ||
+        PyLong_AsLongAndOverflow(PyTuple_GET_ITEM(f, 1), &overflow) != 0 || overflow ||
+        !PyBytes_CheckExact(PyTuple_GET_ITEM(f, 2))) {
+        PyErr_Clear();
+        Py_DECREF(f);
+        return NULL;
+    }
+    return f;
+}
+
+Py_ssize_t ik_take_ready(PyObject *ready, PyObject *popleft, PyObject *out, Py_ssize_t max_items)
+{
+    Py_ssize_t count = 0;
+    while (count < max_items) {
+        PyObject *f = front_plain(ready);
+        if (f == NULL)
+            break;
+        PyObject *gone = PyObject_CallNoArgs(popleft);
+        Py_XDECREF(gone);
+        if (gone == NULL || PyList_Append(out, f) < 0) {
+            Py_DECREF(f);
+            return -1;
+        }
+        Py_DECREF(f);
+        count++;
+    }
+    return count;
+}

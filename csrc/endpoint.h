@@ -74,6 +74,9 @@ void ik_endpoint_clear(ik_endpoint *ep);
 PyObject *ik_make_frame(unsigned ser, unsigned flags, PyObject *payload);
 /* An exact int in [0, limit]; 0 (no exception) otherwise. */
 int ik_small_uint(PyObject *o, unsigned limit, unsigned *out);
+/* Move the plain frames (no flags, bytes payload) at the front of a transport's
+ * _ready deque to `out`, up to max_items; the count, or -1 with an error set. */
+Py_ssize_t ik_take_ready(PyObject *ready, PyObject *popleft, PyObject *out, Py_ssize_t max_items);
 /* True when nobody holds the Channel mutex. */
 int ik_mutex_free(PyObject *mutex);
 

@@ -584,30 +584,6 @@ static int read_some(Stream *s, int fd)
     return 1;
 }
 
-/* The plain frame at the front of _ready, if there is one (a new reference). */
-static PyObject *front_plain(PyObject *ready)
-{
-    if (PySequence_Size(ready) <= 0) {
-        PyErr_Clear();
-        return NULL;
-    }
-    PyObject *f = PySequence_GetItem(ready, 0);
-    if (f == NULL) {
-        PyErr_Clear();
-        return NULL;
-    }
-    int overflow = 0;
-    if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 3 ||
-        !PyLong_CheckExact(PyTuple_GET_ITEM(f, 1)) ||
-        PyLong_AsLongAndOverflow(PyTuple_GET_ITEM(f, 1), &overflow) != 0 || overflow ||
-        !PyBytes_CheckExact(PyTuple_GET_ITEM(f, 2))) {
-        PyErr_Clear();
-        Py_DECREF(f);
-        return NULL;
-    }
-    return f;
-}
-
 static Py_ssize_t take_held(Stream *s, PyObject *out, Py_ssize_t max_items);
 
 static Py_ssize_t stream_take(ik_endpoint *ep, PyObject *out, Py_ssize_t max_items)
@@ -637,30 +613,13 @@ static Py_ssize_t take_held(Stream *s, PyObject *out, Py_ssize_t max_items)
         PyErr_Clear();
         return 0;
     }
-    Py_ssize_t count = 0;
-    int did_read = 0;
-    while (count < max_items) {
-        PyObject *f = front_plain(ready);
-        if (f != NULL) {
-            PyObject *gone = PyObject_CallNoArgs(s->ready_popleft);
-            Py_XDECREF(gone);
-            if (gone == NULL || PyList_Append(out, f) < 0) {
-                Py_DECREF(f);
-                return -1;
-            }
-            Py_DECREF(f);
-            count++;
-            continue;
-        }
-        if (count || did_read || PySequence_Size(ready) != 0 || !read_some(s, fd))
-            break;
-        did_read = 1;
+    Py_ssize_t count = ik_take_ready(ready, s->ready_popleft, out, max_items);
+    if (count == 0 && PySequence_Size(ready) == 0 && read_some(s, fd)) {
         if (decode_ready(s) < 0)
-            return count ? count : -1;
-        if (!is_false(s, s_eof) || field(s, s_broken) != Py_None)
-            break;
+            return -1;
+        count = ik_take_ready(ready, s->ready_popleft, out, max_items);
     }
-    if (PyErr_Occurred())
+    if (count >= 0 && PyErr_Occurred())
         PyErr_Clear();
     return count;
 }

@@ -39,6 +39,7 @@ from typing import Any
 
 from typing_extensions import Buffer
 
+from ipckit import _accel
 from ipckit._deadline import Deadline
 from ipckit._framing import (
     FLAG_EOS,
@@ -121,6 +122,8 @@ class QueueTransport:
         self._reducer = reducer
         self._ready: deque[Frame] = deque()
         self._eos = False
+        # A corrupt unit met after whole frames were taken: raised once those are out.
+        self._deferred: ProtocolError | None = None
         self._shut = False
         self._interrupted = False
         self._waker = Waker()
@@ -129,7 +132,19 @@ class QueueTransport:
         self._wpoll: select.poll | None = None
         self._probe = select.poll()
         self._probe.register(fd, _POLLIN)
+        #: The C core's never-waiting paths (ipckit._core.Queue), or None; subclasses
+        #: that move units with one plain system call make it (see _make_core).
+        self.native_core: Any = None
         _live.add(self)
+
+    def _make_core(self, *, mq: bool, priority: int = 0) -> None:
+        """Serve this handle's plain sends and receives in C, if the core is in use.
+
+        It reads and sets this object's fields, so both paths share one state.
+        """
+        core = _accel.core
+        if core is not None:
+            self.native_core = core.Queue(self, self._unit, self._max, _SHUT_BYTE, mq, priority)
 
     # -- subclass hooks ----------------------------------------------------------------
 
@@ -240,6 +255,19 @@ class QueueTransport:
                     was_empty = False
             off = end
 
+    def _take_more(self, unit: bytes) -> None:
+        """:meth:`_take` for a unit after others in one batch: an error waits its turn.
+
+        The frames already taken are handed out first and the error is raised by the
+        next receive (the unit itself is gone either way), as on the stream transports.
+        """
+        try:
+            self._take(unit)
+        except ProtocolError as exc:
+            if not self._ready:
+                raise
+            self._deferred = exc
+
     def _on_eos(self) -> None:
         self._eos = True
         if self._readiness.armed:
@@ -259,7 +287,7 @@ class QueueTransport:
         """Return 1..max_items frames; see :class:`~ipckit._transport.Transport`."""
         ready = self._ready
         try_read = self._try_read
-        if not ready and not self._eos and not self._interrupted:
+        if not ready and not self._eos and not self._interrupted and self._deferred is None:
             if self._wait_first and not deadline.nonblocking and not self._flag[_SHUT_BYTE]:
                 unit = self._read_wait(deadline)
             else:
@@ -273,6 +301,9 @@ class QueueTransport:
                         return [Frame(ser, 0, unit[HEADER_SIZE:])]
                 self._take(unit)
         while not ready:
+            if self._deferred is not None:
+                exc, self._deferred = self._deferred, None
+                raise exc
             if self._interrupted:
                 raise HandleClosed(f"this handle on {self.url} was closed")
             if self._eos:
@@ -295,19 +326,19 @@ class QueueTransport:
                 raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
         if max_items == 1:
             frame = ready.popleft()
-            if not ready and self._readiness.marked and not self._eos:
+            if not ready and self._readiness.marked and not self._eos and self._deferred is None:
                 self._readiness.clear()
             return [self._resolve(frame)]
         # Take what else is already queued, without waiting, up to max_items.
-        while len(ready) < max_items and not self._eos:
+        while len(ready) < max_items and not self._eos and self._deferred is None:
             unit = try_read()
             if unit is None:
                 break
-            self._take(unit)
+            self._take_more(unit)
         taken: list[Frame] = []
         while ready and len(taken) < max_items:
             taken.append(ready.popleft())
-        if not ready and self._readiness.marked and not self._eos:
+        if not ready and self._readiness.marked and not self._eos and self._deferred is None:
             self._readiness.clear()
         return [self._resolve(f) for f in taken]
 
@@ -318,7 +349,7 @@ class QueueTransport:
         unit out of it, so polling takes no message away from other handles.
         """
         while True:
-            if self._ready or self._eos:
+            if self._ready or self._eos or self._deferred is not None:
                 return True
             if self._interrupted:
                 raise HandleClosed(f"this handle on {self.url} was closed")
@@ -423,6 +454,8 @@ class QueueTransport:
     def interrupt(self) -> None:
         """Wake blocked calls on this handle so they raise ``HandleClosed``."""
         self._interrupted = True
+        if self.native_core is not None:
+            self.native_core.stop()
         self._waker.signal()
 
     def _put_back(self) -> None:
@@ -473,6 +506,8 @@ class QueueTransport:
         everything) if buffered frames could not be put back into a full queue.
         """
         _live.discard(self)
+        if self.native_core is not None:
+            self.native_core.stop()  # before the descriptor number can be reused
         self._rpoll = self._wpoll = None
         try:
             self._put_back()
@@ -509,7 +544,9 @@ class QueueTransport:
         after the end of the stream. An epoll descriptor, one per handle and
         process; read it only by polling.
         """
-        return self._readiness.fileno(self._fd, bool(self._ready) or self._eos)
+        return self._readiness.fileno(
+            self._fd, bool(self._ready) or self._eos or self._deferred is not None
+        )
 
     def reducer(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         """Rebuild by name and options in the other process (attach, never create)."""

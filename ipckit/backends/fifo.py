@@ -180,6 +180,7 @@ class FifoTransport(QueueTransport):
             max_message_size=options["max_message_size"],
             reducer=(_attach, (path, url, attach_options)),
         )
+        self._make_core(mq=False)
 
     def _try_read(self) -> bytes | None:
         try:

@@ -235,6 +235,7 @@ class MqTransport(QueueTransport):
                 max_message_size=options["max_message_size"],
                 reducer=(_attach, (name, url, attach_options)),
             )
+            self._make_core(mq=True, priority=self._priority)
         except BaseException as exc:
             if waiter is not None:
                 waiter.close()
