@@ -24,6 +24,8 @@
 #include <semaphore.h>
 #include <stdint.h>
 #include <string.h>
+#include <sched.h>
+#include <time.h>
 
 #include "queue.h"
 #include "ring.h"
@@ -45,6 +47,8 @@ typedef struct {
     uint32_t recv_token;
     int stopped;
     int saw_oob;
+    int may_wait;       /* block in C (no spin= configured: the pure path spins) */
+    uint64_t seen_head; /* the head when a send last found no room */
 } Ring;
 
 enum { SEND_LOCK, RECV_LOCK, ITEMS, SPACE };
@@ -230,7 +234,11 @@ static PyObject *Ring_try_send(Ring *r, PyObject *frames)
  * out-of-band reference. */
 static Py_ssize_t take_frames(Ring *r, PyObject *out, Py_ssize_t max_items, int inline_only)
 {
-    if (ld64(r, IK_HEAD) == ld64(r, IK_TAIL) || !take(r, &RECV_WORDS))
+    if (ld64(r, IK_HEAD) == ld64(r, IK_TAIL)) {
+        r->ep.blocked = 1; /* empty: endpoint.c may wait for the doorbell */
+        return 0;
+    }
+    if (!take(r, &RECV_WORDS))
         return 0;
     uint64_t head = ld64(r, IK_HEAD);
     uint64_t tail = ld64(r, IK_TAIL);
@@ -294,8 +302,137 @@ static Py_ssize_t ring_send(ik_endpoint *ep, unsigned ser, const ik_payload *ite
     for (Py_ssize_t i = 0; i < n; i++)
         if (!send_one(r, &s, ser, 0, items[i].data, items[i].length))
             break;
+    if (s.count == 0) {
+        r->ep.blocked = 1; /* no room: endpoint.c may wait for the doorbell */
+        r->seen_head = s.head;
+    }
     send_end(r, &s);
     return (Py_ssize_t)s.count;
+}
+
+/* -- waiting, as ShmTransport's send and receive loops do ---------------------------- */
+
+#define WAIT_SLICE 0.05 /* _sync.WAIT_SLICE: a missed doorbell costs at most this */
+
+static void abs_after(struct timespec *ts, double seconds)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    long long ns = ts->tv_nsec + (long long)(seconds * 1e9);
+    ts->tv_sec += (time_t)(ns / 1000000000LL);
+    ts->tv_nsec = (long)(ns % 1000000000LL);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Take a lock for bookkeeping only, waiting up to a second with the GIL released. */
+static int take_briefly(Ring *r, const lock_words *k)
+{
+    if (take(r, k))
+        return 1;
+    struct timespec until;
+    abs_after(&until, 1.0);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    do
+        rc = sem_timedwait(r->sems[k->sem], &until);
+    while (rc != 0 && errno == EINTR);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        return 0;
+    /* Taken by sem_timedwait: record the owner as take() does. */
+    st32(r, k->owner, r->pid);
+    st32(r, k->gen, token_of(r, k));
+    if (ld32(r, k->dirty))
+        st64(r, k->recoveries, ld64(r, k->recoveries) + 1);
+    st32(r, k->dirty, 1);
+    return 1;
+}
+
+/* How long a waiter watches the ring before it sleeps. A peer on another CPU then
+ * usually publishes within it and nobody pays for a doorbell; yielding now and then
+ * lets a peer on the same CPU run meanwhile. Measured on the 2-CPU development
+ * machine (ipckit bench, 64-byte send_bytes): without it, 1.4M msgs/s across CPUs
+ * (every message a doorbell); with 10 us, see docs/benchmarks.md. */
+#define SPIN_SECONDS 10e-6
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static int changed(Ring *r, int sending)
+{
+    return sending ? ld64(r, IK_HEAD) != r->seen_head : ld64(r, IK_HEAD) != ld64(r, IK_TAIL);
+}
+
+static int spin_for_change(Ring *r, int sending)
+{
+    int seen = 0;
+    Py_BEGIN_ALLOW_THREADS
+    double until = now() + SPIN_SECONDS;
+    for (unsigned turn = 1; !(seen = changed(r, sending)); turn++) {
+        cpu_relax();
+        if (turn % 64 == 0) {
+            if (now() >= until)
+                break;
+            sched_yield();
+        }
+    }
+    Py_END_ALLOW_THREADS
+    return seen;
+}
+
+/* Count ourselves a waiter under the lock (as the reference's step() does), sleep on
+ * the doorbell with the GIL released, and uncount. A waiter killed while counted
+ * leaves a count that only costs a spare doorbell later, as in the reference. */
+static int ring_wait(ik_endpoint *ep, int sending, double seconds)
+{
+    Ring *r = (Ring *)(void *)((char *)ep - offsetof(Ring, ep));
+    if (!usable(r) || !r->may_wait)
+        return 0;
+    const lock_words *k = sending ? &SEND_WORDS : &RECV_WORDS;
+    size_t waiters_at = sending ? IK_SEND_WAITERS : IK_RECV_WAITERS;
+    size_t blocked_at = sending ? IK_BLOCKED_SEND : IK_BLOCKED_RECV;
+    if (PyErr_CheckSignals() < 0)
+        return -1;
+    if (spin_for_change(r, sending))
+        return usable(r);
+    if (!take(r, k))
+        return 0; /* busy (or its holder died): the pure path waits and takes over */
+    int again = changed(r, sending);
+    if (ld32(r, IK_FLAGS) & IK_SHUT_FLAG || again) {
+        give(r, k);
+        return again && !(ld32(r, IK_FLAGS) & IK_SHUT_FLAG); /* shut: the pure path says so */
+    }
+    st32(r, waiters_at, ld32(r, waiters_at) + 1);
+    give(r, k);
+    struct timespec until;
+    abs_after(&until, seconds < WAIT_SLICE ? seconds : WAIT_SLICE);
+    double started = now();
+    int rc, err;
+    Py_BEGIN_ALLOW_THREADS
+    rc = sem_timedwait(r->sems[sending ? SPACE : ITEMS], &until);
+    err = errno;
+    Py_END_ALLOW_THREADS
+    double slept = now() - started;
+    if (usable(r) && take_briefly(r, k)) {
+        uint32_t waiting = ld32(r, waiters_at);
+        st32(r, waiters_at, waiting ? waiting - 1 : 0);
+        st64(r, blocked_at, ld64(r, blocked_at) + (uint64_t)(slept * 1e9));
+        give(r, k);
+    }
+    if (rc != 0 && err == EINTR && PyErr_CheckSignals() < 0)
+        return -1;
+    return usable(r);
 }
 
 static Py_ssize_t ring_take(ik_endpoint *ep, PyObject *out, Py_ssize_t max_items)
@@ -303,7 +440,7 @@ static Py_ssize_t ring_take(ik_endpoint *ep, PyObject *out, Py_ssize_t max_items
     return take_frames((Ring *)(void *)((char *)ep - offsetof(Ring, ep)), out, max_items, 1);
 }
 
-static const ik_endpoint_ops RING_OPS = {ring_usable, ring_send, ring_take};
+static const ik_endpoint_ops RING_OPS = {ring_usable, ring_send, ring_take, ring_wait};
 
 PyDoc_STRVAR(try_recv_doc,
              "try_recv(max_items) -> list[Frame] | None\n\n"
@@ -443,6 +580,15 @@ static PyObject *Ring_rebind(Ring *r, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+static PyObject *Ring_set_waits(Ring *r, PyObject *flag)
+{
+    int on = PyObject_IsTrue(flag);
+    if (on < 0)
+        return NULL;
+    r->may_wait = on;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Ring_stop(Ring *r, PyObject *Py_UNUSED(ignored))
 {
     r->stopped = 1;
@@ -465,6 +611,8 @@ static PyMethodDef Ring_methods[] = {
     {"try_recv", (PyCFunction)Ring_try_recv, METH_O, try_recv_doc},
     IK_ENDPOINT_METHODS,
     {"rebind", (PyCFunction)Ring_rebind, METH_O, "rebind(pid): after fork, the child's pid."},
+    {"set_waits", (PyCFunction)Ring_set_waits, METH_O,
+     "set_waits(flag): block in C while full or empty (False with spin=: Python spins)."},
     {"stop", (PyCFunction)Ring_stop, METH_NOARGS, "stop(): every later call returns 'not done'."},
     {"release", (PyCFunction)Ring_release, METH_NOARGS,
      "release(): stop, drop the segment's buffer and close the semaphores."},

@@ -1,13 +1,133 @@
 /* The Channel-facing fast paths, once for every native transport (see endpoint.h). */
 #include "endpoint.h"
 
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <time.h>
+
 PyTypeObject *ik_frame_type;
 static PyObject *str_owner; /* "owner": the holder field of ipckit._critical.Mutex */
+static PyObject *str_end;   /* "_end": when an ipckit._deadline.Deadline expires */
 
 int ik_endpoint_module_init(void)
 {
     str_owner = PyUnicode_InternFromString("owner");
-    return str_owner == NULL ? -1 : 0;
+    str_end = PyUnicode_InternFromString("_end");
+    return str_owner == NULL || str_end == NULL ? -1 : 0;
+}
+
+/* -- waiting ------------------------------------------------------------------------- */
+
+/* A Deadline read once: `forever`, or `end` on time.monotonic()'s clock (0: never wait). */
+typedef struct {
+    int forever;
+    double end;
+} deadline;
+
+static double monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* 1 when `obj` is a Deadline (or None: no waiting at all); 0 otherwise (no waiting). */
+static int read_deadline(PyObject *obj, deadline *d)
+{
+    d->forever = 0;
+    d->end = 0.0;
+    if (obj == NULL || obj == Py_None)
+        return 1;
+    PyObject *end = PyObject_GetAttr(obj, str_end);
+    if (end == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (end == Py_None)
+        d->forever = 1;
+    else if (PyFloat_CheckExact(end))
+        d->end = PyFloat_AS_DOUBLE(end);
+    Py_DECREF(end);
+    return 1;
+}
+
+/* Seconds to sleep now (capped at `longest`); 0 once the deadline has passed. */
+static double time_left(const deadline *d, double longest)
+{
+    if (d->forever)
+        return longest;
+    if (d->end == 0.0)
+        return 0.0;
+    double left = d->end - monotonic();
+    return left <= 0 ? 0.0 : left < longest ? left : longest;
+}
+
+/* The longest sleep before the state is looked at again, whatever the deadline. */
+#define WAIT_SLICE 1.0
+
+int ik_poll_wait(int fd, int sending, int wake_fd, double seconds)
+{
+    if (PyErr_CheckSignals() < 0)
+        return -1;
+    struct pollfd p[2] = {{fd, (short)(sending ? POLLOUT : POLLIN), 0}, {wake_fd, POLLIN, 0}};
+    int ms = (int)ceil(seconds * 1000.0);
+    int r, err;
+    Py_BEGIN_ALLOW_THREADS
+    r = poll(p, wake_fd >= 0 ? 2 : 1, ms);
+    err = errno;
+    Py_END_ALLOW_THREADS
+    if (r < 0) {
+        if (err != EINTR)
+            return 0; /* the pure path's own poll reports it */
+        return PyErr_CheckSignals() < 0 ? -1 : 1;
+    }
+    if (wake_fd >= 0 && p[1].revents)
+        return 0; /* interrupt() or shutdown(): the pure path says what happened */
+    return 1;
+}
+
+/* take, waiting while the kernel would block, until `dl` passes. */
+static Py_ssize_t take_until(ik_endpoint *ep, PyObject *out, Py_ssize_t max_items, PyObject *dl)
+{
+    deadline d;
+    int can_wait = read_deadline(dl, &d) && ep->ops->wait != NULL;
+    for (;;) {
+        ep->blocked = 0;
+        Py_ssize_t got = ep->ops->take(ep, out, max_items);
+        if (got != 0 || !ep->blocked || !can_wait)
+            return got;
+        double left = time_left(&d, WAIT_SLICE);
+        if (left <= 0)
+            return 0;
+        int r = ep->ops->wait(ep, 0, left);
+        if (r <= 0)
+            return r;
+        if (!ep->ops->usable(ep) || !ik_mutex_free(ep->recv_mutex))
+            return 0; /* closed, or another call took over meanwhile: the pure path */
+    }
+}
+
+/* ops->send of all n, waiting while the kernel would block before the first. */
+static Py_ssize_t send_until(ik_endpoint *ep, unsigned ser, const ik_payload *items, Py_ssize_t n,
+                             PyObject *dl)
+{
+    deadline d;
+    int can_wait = read_deadline(dl, &d) && ep->ops->wait != NULL;
+    for (;;) {
+        ep->blocked = 0;
+        Py_ssize_t sent = ep->ops->send(ep, ser, items, n);
+        if (sent != 0 || !ep->blocked || !can_wait)
+            return sent;
+        double left = time_left(&d, WAIT_SLICE);
+        if (left <= 0)
+            return 0;
+        int r = ep->ops->wait(ep, 1, left);
+        if (r <= 0)
+            return r;
+        if (!ep->ops->usable(ep) || !ik_mutex_free(ep->send_mutex))
+            return 0;
+    }
 }
 
 void ik_endpoint_setup(ik_endpoint *ep, const ik_endpoint_ops *ops)
@@ -166,8 +286,9 @@ static int can_send(ik_endpoint *ep)
     return ep->ops->usable(ep) && ik_mutex_free(ep->send_mutex);
 }
 
-/* One payload (a flat buffer) with serializer `ser`; 1 when it went out. */
-static int send_buffer(ik_endpoint *ep, unsigned ser, PyObject *data)
+/* One payload (a flat buffer) with serializer `ser`, waiting as `dl` allows; 1 when
+ * it went out, 0 when not, -1 when a signal handler raised while waiting. */
+static int send_buffer(ik_endpoint *ep, unsigned ser, PyObject *data, PyObject *dl)
 {
     Py_buffer b;
     if (PyObject_GetBuffer(data, &b, PyBUF_SIMPLE) != 0) {
@@ -175,9 +296,10 @@ static int send_buffer(ik_endpoint *ep, unsigned ser, PyObject *data)
         return 0;
     }
     ik_payload p = {b.buf, (uint64_t)b.len};
-    int sent = p.length <= ep->max_message && p.length <= ep->send_max &&
-               ep->ops->send(ep, ser, &p, 1) == 1;
-    if (sent) {
+    int sent = p.length <= ep->max_message && p.length <= ep->send_max
+                   ? (int)send_until(ep, ser, &p, 1, dl)
+                   : 0;
+    if (sent == 1) {
         ep->counts[0]++;
         ep->counts[1] += (unsigned long long)b.len;
     }
@@ -185,35 +307,65 @@ static int send_buffer(ik_endpoint *ep, unsigned ser, PyObject *data)
     return sent;
 }
 
-const char ik_send_bytes_doc[] = "send_bytes(data) -> bool\n\n"
-                                 "Channel.send_bytes without waiting; False means: take the pure "
-                                 "path.";
+const char ik_send_bytes_doc[] =
+    "send_bytes(data, deadline=None) -> bool\n\n"
+    "Channel.send_bytes, waiting (GIL released) while the kernel is full and the\n"
+    "Deadline allows, where the transport can wait; False means: take the pure path.";
 
-PyObject *ik_ep_send_bytes(PyObject *self, PyObject *data)
+/* The call's (arg, deadline) from METH_FASTCALL arguments; 0 with TypeError set. */
+static int one_and_deadline(const char *name, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject **arg, PyObject **dl)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "%s(x, deadline=None)", name);
+        return 0;
+    }
+    *arg = args[0];
+    *dl = nargs == 2 ? args[1] : NULL;
+    return 1;
+}
+
+PyObject *ik_ep_send_bytes(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     ik_endpoint *ep = IK_EP(self);
+    PyObject *data, *dl;
+    if (!one_and_deadline("send_bytes", args, nargs, &data, &dl))
+        return NULL;
     if (!can_send(ep))
         Py_RETURN_FALSE;
-    return PyBool_FromLong(send_buffer(ep, IK_RAW_ID, data));
+    int sent = send_buffer(ep, IK_RAW_ID, data, dl);
+    if (sent < 0)
+        return NULL;
+    return PyBool_FromLong(sent);
 }
 
 const char ik_send_doc[] =
-    "send(obj) -> True | payload | False\n\n"
-    "Channel.send without waiting: True when sent; the encoded payload when it was\n"
+    "send(obj, deadline=None) -> True | payload | False\n\n"
+    "Channel.send, waiting as send_bytes does: True when sent; the encoded payload when it was\n"
     "encoded but must take the pure path; False when nothing was done. The\n"
     "serializer's own exception propagates (nothing is sent).";
 
-PyObject *ik_ep_send(PyObject *self, PyObject *obj)
+PyObject *ik_ep_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     ik_endpoint *ep = IK_EP(self);
+    PyObject *obj, *dl;
+    if (!one_and_deadline("send", args, nargs, &obj, &dl))
+        return NULL;
     if (ep->dumps == NULL || !can_send(ep))
         Py_RETURN_FALSE;
     PyObject *payload = encode(ep, obj);
     if (payload == NULL)
         return NULL;
     /* dumps may have run Python code that closed or re-used this handle. */
-    if (!can_send(ep) || !send_buffer(ep, ep->ser_id, payload))
+    if (!can_send(ep))
         return payload;
+    int sent = send_buffer(ep, ep->ser_id, payload, dl);
+    if (sent <= 0) {
+        if (sent == 0)
+            return payload;
+        Py_DECREF(payload); /* interrupted while waiting: nothing was sent */
+        return NULL;
+    }
     Py_DECREF(payload);
     Py_RETURN_TRUE;
 }
@@ -287,19 +439,24 @@ static void count_received(ik_endpoint *ep, PyObject *frames, Py_ssize_t got)
 }
 
 const char ik_recv_frame_doc[] =
-    "recv_frame() -> Frame | None\n\n"
-    "One plain message for Channel.recv_bytes without waiting; None means: take the\n"
-    "pure path.";
+    "recv_frame(deadline=None) -> Frame | None\n\n"
+    "One plain message for Channel.recv_bytes, waiting (GIL released) while there is\n"
+    "none and the Deadline allows, where the transport can wait; None means: take the\n"
+    "pure path (with the same Deadline).";
 
-PyObject *ik_ep_recv_frame(PyObject *self, PyObject *Py_UNUSED(ignored))
+PyObject *ik_ep_recv_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     ik_endpoint *ep = IK_EP(self);
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "recv_frame(deadline=None)");
+        return NULL;
+    }
     if (!can_recv(ep))
         Py_RETURN_NONE;
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
-    Py_ssize_t got = ep->ops->take(ep, out, 1);
+    Py_ssize_t got = take_until(ep, out, 1, nargs ? args[0] : NULL);
     if (got <= 0) {
         Py_DECREF(out);
         if (got < 0)
@@ -313,15 +470,18 @@ PyObject *ik_ep_recv_frame(PyObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 const char ik_recv_many_doc[] =
-    "recv_many(max_items) -> list | (objects, frames) | None\n\n"
-    "Channel.recv_many without waiting: up to max_items plain messages, decoded.\n"
+    "recv_many(max_items, deadline=None) -> list | (objects, frames) | None\n\n"
+    "Channel.recv_many, waiting as recv_frame does: up to max_items plain messages, decoded.\n"
     "A list when all were decoded; (decoded, rest) when the frames in rest need the\n"
     "pure path's decoder (another serializer, or loads raised: it runs again there\n"
     "and raises properly); None when nothing was taken.";
 
-PyObject *ik_ep_recv_many(PyObject *self, PyObject *arg)
+PyObject *ik_ep_recv_many(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     ik_endpoint *ep = IK_EP(self);
+    PyObject *arg, *dl;
+    if (!one_and_deadline("recv_many", args, nargs, &arg, &dl))
+        return NULL;
     Py_ssize_t max_items = PyLong_AsSsize_t(arg);
     if (max_items == -1 && PyErr_Occurred())
         return NULL;
@@ -330,7 +490,7 @@ PyObject *ik_ep_recv_many(PyObject *self, PyObject *arg)
     PyObject *frames = PyList_New(0);
     if (frames == NULL)
         return NULL;
-    Py_ssize_t got = ep->ops->take(ep, frames, max_items);
+    Py_ssize_t got = take_until(ep, frames, max_items, dl);
     if (got <= 0) {
         Py_DECREF(frames);
         if (got < 0)

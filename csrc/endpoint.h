@@ -33,6 +33,10 @@ typedef struct {
     /* Append up to max_items plain frames (bytes payloads) that are there now to
      * `out`; the count, or -1 with an exception set (MemoryError only). */
     Py_ssize_t (*take)(ik_endpoint *ep, PyObject *out, Py_ssize_t max_items);
+    /* Optional: sleep, with the GIL released, until the descriptor may be ready for
+     * `sending` or receiving, for at most `seconds`. 1: look again; 0: do not wait
+     * here (the handle's state needs the pure path); -1: a signal handler raised. */
+    int (*wait)(ik_endpoint *ep, int sending, double seconds);
 } ik_endpoint_ops;
 
 struct ik_endpoint {
@@ -53,6 +57,9 @@ struct ik_endpoint {
     unsigned ser_id;
     uint64_t max_message;
     unsigned long long counts[4]; /* messages sent, bytes sent, messages received, bytes */
+    /* Set by send/take when they stopped only because the kernel would block (full,
+     * empty): the one case in which waiting and trying again is right. */
+    int blocked;
 };
 
 /* Every native transport object starts like this. */
@@ -77,14 +84,18 @@ int ik_small_uint(PyObject *o, unsigned limit, unsigned *out);
 /* Move the plain frames (no flags, bytes payload) at the front of a transport's
  * _ready deque to `out`, up to max_items; the count, or -1 with an error set. */
 Py_ssize_t ik_take_ready(PyObject *ready, PyObject *popleft, PyObject *out, Py_ssize_t max_items);
+/* poll(2) on `fd` (for writing or reading) and the handle's wake-up descriptor,
+ * with the GIL released; the result as for ik_endpoint_ops.wait. Pending signal
+ * handlers run first, so a Ctrl-C that came just before is not slept through. */
+int ik_poll_wait(int fd, int sending, int wake_fd, double seconds);
 /* True when nobody holds the Channel mutex. */
 int ik_mutex_free(PyObject *mutex);
 
-PyObject *ik_ep_send_bytes(PyObject *self, PyObject *data);
-PyObject *ik_ep_send(PyObject *self, PyObject *obj);
+PyObject *ik_ep_send_bytes(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *ik_ep_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *ik_ep_send_many(PyObject *self, PyObject *objs);
-PyObject *ik_ep_recv_frame(PyObject *self, PyObject *ignored);
-PyObject *ik_ep_recv_many(PyObject *self, PyObject *arg);
+PyObject *ik_ep_recv_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *ik_ep_recv_many(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *ik_ep_bind(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *ik_ep_counters(PyObject *self, PyObject *ignored);
 
@@ -92,11 +103,14 @@ extern const char ik_send_bytes_doc[], ik_send_doc[], ik_send_many_doc[], ik_rec
     ik_recv_many_doc[], ik_bind_doc[];
 
 #define IK_ENDPOINT_METHODS                                                                    \
-    {"send_bytes", (PyCFunction)ik_ep_send_bytes, METH_O, ik_send_bytes_doc},                  \
-        {"send", (PyCFunction)ik_ep_send, METH_O, ik_send_doc},                                \
+    {"send_bytes", (PyCFunction)(void (*)(void))ik_ep_send_bytes, METH_FASTCALL,               \
+     ik_send_bytes_doc},                                                                       \
+        {"send", (PyCFunction)(void (*)(void))ik_ep_send, METH_FASTCALL, ik_send_doc},         \
         {"send_many", (PyCFunction)ik_ep_send_many, METH_O, ik_send_many_doc},                 \
-        {"recv_frame", (PyCFunction)ik_ep_recv_frame, METH_NOARGS, ik_recv_frame_doc},         \
-        {"recv_many", (PyCFunction)ik_ep_recv_many, METH_O, ik_recv_many_doc},                 \
+        {"recv_frame", (PyCFunction)(void (*)(void))ik_ep_recv_frame, METH_FASTCALL,           \
+         ik_recv_frame_doc},                                                                   \
+        {"recv_many", (PyCFunction)(void (*)(void))ik_ep_recv_many, METH_FASTCALL,             \
+         ik_recv_many_doc},                                                                    \
         {"bind", (PyCFunction)(void (*)(void))ik_ep_bind, METH_FASTCALL, ik_bind_doc},         \
     {                                                                                          \
         "counters", (PyCFunction)ik_ep_counters, METH_NOARGS,                                  \

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static PyObject *q_deferred, *q_fd, *q_shut, *q_eos, *q_interrupted, *q_flag, *q_ready, *q_readiness, *q_armed,
+static PyObject *q_ensure_wake, *q_deferred, *q_fd, *q_shut, *q_eos, *q_interrupted, *q_flag, *q_ready, *q_readiness, *q_armed,
     *q_take, *q_append, *q_popleft;
 
 typedef struct {
@@ -126,8 +126,13 @@ static Py_ssize_t queue_send(ik_endpoint *ep, unsigned ser, const ik_payload *it
                 size += IK_HEADER_SIZE + (size_t)items[stop].length;
                 stop++;
             }
-            if (stop == sent || !put_unit(q, fd, size))
-                break; /* over a unit (out of band: the pure path), full, gone */
+            if (stop == sent)
+                break; /* over a unit: out of band, the pure path */
+            if (!put_unit(q, fd, size)) {
+                /* Full: wait (endpoint.c) or the pure path; an error: the pure path. */
+                q->ep.blocked = sent == 0 && errno == EAGAIN;
+                break;
+            }
             sent = stop;
         }
     }
@@ -170,8 +175,10 @@ static Py_ssize_t take_units(Queue *q, PyObject *t, int fd, PyObject *ready, PyO
     while (count >= 0 && count < max_items && PySequence_Size(ready) == 0 &&
            field(q, q_deferred) == Py_None) {
         ssize_t size = get_unit(q, fd);
-        if (size <= 0)
+        if (size <= 0) {
+            q->ep.blocked = count == 0 && size < 0 && errno == EAGAIN;
             break;
+        }
         if (plain_frames(q, (size_t)size) == 0) {
             /* The reference judges this unit. The frames taken so far go first. */
             for (Py_ssize_t i = 0; i < PyList_GET_SIZE(out); i++) {
@@ -238,7 +245,36 @@ static Py_ssize_t queue_take(ik_endpoint *ep, PyObject *out, Py_ssize_t max_item
     return got;
 }
 
-static const ik_endpoint_ops QUEUE_OPS = {queue_usable, queue_send, queue_take};
+/* A shutdown by a handle in another process sets the shared flag and queues a
+ * doorbell; when the queue is full there is no doorbell, so waits are sliced as
+ * in the reference (_queue.SLICE) and the flag is looked at between slices. */
+#define QUEUE_SLICE 0.25
+
+static int queue_wait(ik_endpoint *ep, int sending, double seconds)
+{
+    Queue *q = QUEUE(ep);
+    PyObject *t = hold(q);
+    if (t == NULL)
+        return 0;
+    int fd = live_fd(q);
+    int r = 0;
+    if (fd >= 0 && !channel_shut(q) && field(q, q_deferred) == Py_None) {
+        PyObject *w = PyObject_CallMethodNoArgs(t, q_ensure_wake);
+        long wake = w != NULL && PyLong_CheckExact(w) ? PyLong_AsLong(w) : -1;
+        Py_XDECREF(w);
+        if (w == NULL)
+            r = -1;
+        else if (wake >= 0 && wake <= INT_MAX)
+            r = ik_poll_wait(fd, sending, (int)wake,
+                             seconds < QUEUE_SLICE ? seconds : QUEUE_SLICE);
+        else
+            PyErr_Clear();
+    }
+    Py_DECREF(t);
+    return r;
+}
+
+static const ik_endpoint_ops QUEUE_OPS = {queue_usable, queue_send, queue_take, queue_wait};
 
 static int Queue_init(Queue *q, PyObject *args, PyObject *kwds)
 {
@@ -348,7 +384,7 @@ int ik_queue_module_init(void)
     struct {
         PyObject **slot;
         const char *name;
-    } names[] = {{&q_deferred, "_deferred"}, {&q_fd, "_fd"},       {&q_shut, "_shut"},           {&q_eos, "_eos"},
+    } names[] = {{&q_ensure_wake, "_ensure_wake"}, {&q_deferred, "_deferred"}, {&q_fd, "_fd"},       {&q_shut, "_shut"},           {&q_eos, "_eos"},
                  {&q_interrupted, "_interrupted"}, {&q_flag, "_flag"}, {&q_ready, "_ready"},
                  {&q_readiness, "_readiness"},     {&q_armed, "armed"}, {&q_take, "_take_more"},
                  {&q_append, "append"},            {&q_popleft, "popleft"}};

@@ -33,6 +33,7 @@
 #define IK_RECV_WAITERS 88u
 #define IK_DIRTY_RECV 92u
 #define IK_RECOVERIES_RECV 96u
+#define IK_BLOCKED_RECV 104u
 #define IK_RECV_OWNER 112u
 #define IK_RECV_GEN 116u
 #define IK_TAIL 128u
@@ -41,6 +42,7 @@
 #define IK_SEND_WAITERS 152u
 #define IK_DIRTY_SEND 156u
 #define IK_RECOVERIES_SEND 160u
+#define IK_BLOCKED_SEND 168u
 #define IK_HIGH_WATER 176u
 #define IK_SEND_OWNER 184u
 #define IK_SEND_GEN 188u

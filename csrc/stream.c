@@ -35,7 +35,7 @@
 /* Frames per write: each at least a header, the write at most `whole` bytes. */
 #define MAX_GROUP ((int)(PIPE_BUF / IK_HEADER_SIZE))
 
-static PyObject *s_wfd, *s_rfd, *s_wtorn, *s_writing, *s_shut, *s_eof, *s_broken, *s_rlog,
+static PyObject *s_interrupted, *s_ensure_wake, *s_wfd, *s_rfd, *s_wtorn, *s_writing, *s_shut, *s_eof, *s_broken, *s_rlog,
     *s_ready, *s_flag, *s_armed, *s_append, *s_popleft;
 
 /* -- Decoder -------------------------------------------------------------------------- */
@@ -500,7 +500,9 @@ static Py_ssize_t send_held(Stream *s, unsigned ser, const ik_payload *items, Py
             if (PyDict_SetItem(s->dict, s_wtorn, Py_True) < 0)
                 PyErr_Clear();
         }
-        break; /* EAGAIN, EPIPE, ...: the pure path waits or reports */
+        if (wrote < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            s->ep.blocked = sent == 0;
+        break; /* full: wait (endpoint.c) or the pure path; EPIPE, ...: the pure path */
     }
     return sent;
 }
@@ -578,8 +580,12 @@ static int read_some(Stream *s, int fd)
         return 0;
     }
     ssize_t n = read(fd, at, (size_t)room);
-    if (n <= 0)
+    if (n <= 0) {
+        /* Nothing yet: the caller may wait. The end or an error: the pure path reads
+         * again and decides. */
+        s->ep.blocked = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
         return 0;
+    }
     dec_commit(s->decoder, (Py_ssize_t)n);
     return 1;
 }
@@ -624,7 +630,37 @@ static Py_ssize_t take_held(Stream *s, PyObject *out, Py_ssize_t max_items)
     return count;
 }
 
-static const ik_endpoint_ops STREAM_OPS = {stream_usable, stream_send, stream_take};
+/* Wait for the descriptor as StreamTransport._wait does, unless the handle's state
+ * is one only the pure path handles (shut down, ended, broken, torn, interrupted). */
+static int stream_wait(ik_endpoint *ep, int sending, double seconds)
+{
+    Stream *s = STREAM(ep);
+    PyObject *t = hold(s);
+    if (t == NULL)
+        return 0;
+    int fd = fd_field(s, sending ? s_wfd : s_rfd);
+    int quiet = fd >= 0 && is_false(s, s_shut) && is_false(s, s_eof) &&
+                is_false(s, s_interrupted) &&
+                (sending ? is_false(s, s_wtorn) && is_false(s, s_writing)
+                         : field(s, s_broken) == Py_None);
+    int r = 0;
+    if (quiet) {
+        /* The wake-up descriptor is made per process (after fork, a new one). */
+        PyObject *w = PyObject_CallMethodNoArgs(t, s_ensure_wake);
+        long wake = w != NULL && PyLong_CheckExact(w) ? PyLong_AsLong(w) : -1;
+        Py_XDECREF(w);
+        if (w == NULL)
+            r = -1;
+        else if (wake >= 0 && wake <= INT_MAX)
+            r = ik_poll_wait(fd, sending, (int)wake, seconds); /* t stays alive meanwhile */
+        else
+            PyErr_Clear();
+    }
+    Py_DECREF(t);
+    return r;
+}
+
+static const ik_endpoint_ops STREAM_OPS = {stream_usable, stream_send, stream_take, stream_wait};
 
 static int Stream_init(Stream *s, PyObject *args, PyObject *kwds)
 {
@@ -735,7 +771,8 @@ int ik_stream_module_init(void)
                  {&s_writing, "_writing"}, {&s_shut, "_shut"},     {&s_eof, "_eof"},
                  {&s_broken, "_broken"},   {&s_rlog, "_rlog"},     {&s_ready, "_ready"},
                  {&s_flag, "_flag"},       {&s_armed, "armed"},    {&s_append, "append"},
-                 {&s_popleft, "popleft"}};
+                 {&s_popleft, "popleft"},  {&s_interrupted, "_interrupted"},
+                 {&s_ensure_wake, "_ensure_wake"}};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         *names[i].slot = PyUnicode_InternFromString(names[i].name);
         if (*names[i].slot == NULL)

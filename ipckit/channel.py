@@ -127,14 +127,6 @@ def _as_bytes(data: Any) -> tuple[Buffer, int]:
     return copy, len(copy)
 
 
-def _plain_timeout(timeout: object) -> bool:
-    """True for a timeout the fast paths may ignore (they never wait): a real number.
-
-    Anything else goes through Deadline, which says what is wrong with it.
-    """
-    return (type(timeout) is float or type(timeout) is int) and timeout == timeout  # noqa: PLR0124 - NaN test
-
-
 def _nbytes(payload: Buffer) -> int:
     if type(payload) is bytes or type(payload) is bytearray:
         return len(payload)
@@ -277,10 +269,11 @@ class Channel:
             Full: the channel stayed full until the timeout.
             ChannelClosed: the channel was shut down or the peer is gone.
         """
+        deadline = FOREVER if timeout is None else Deadline(timeout)
         core = self._core
-        if core is not None and (timeout is None or _plain_timeout(timeout)):
+        if core is not None:
             try:
-                done = core.send(obj)
+                done = core.send(obj, deadline)
             except SerializationError:
                 raise
             except Exception as exc:
@@ -290,20 +283,17 @@ class Channel:
             if done is not False:  # encoded, but it must wait or go out of band
                 if self._closed:
                     raise self._closed_error()
-                self._send((self._frame(done),), timeout)
+                self._send((self._frame(done),), deadline)
                 return
         if self._closed:
             raise self._closed_error()
-        self._send((self._encode(obj),), timeout)
+        self._send((self._encode(obj),), deadline)
 
     def send_bytes(self, data: Buffer, *, timeout: float | None = None) -> None:
         """Send raw bytes, bypassing the serializer. Raises as :meth:`send`."""
+        deadline = FOREVER if timeout is None else Deadline(timeout)
         core = self._core
-        if (
-            core is not None
-            and (timeout is None or _plain_timeout(timeout))
-            and core.send_bytes(data)
-        ):
+        if core is not None and core.send_bytes(data, deadline):
             return
         if self._closed:
             raise self._closed_error()
@@ -313,7 +303,7 @@ class Channel:
             data, n = _as_bytes(data)
         if n > self._max:
             raise self._too_large(n)
-        self._send((_out_frame(OutFrame, (RAW_ID, 0, data, n)),), timeout)
+        self._send((_out_frame(OutFrame, (RAW_ID, 0, data, n)),), deadline)
 
     def send_many(self, objs: Iterable[Any], *, timeout: float | None = None) -> None:
         """Send several objects in order with one synchronisation where the backend can.
@@ -322,8 +312,9 @@ class Channel:
         oversized message sends nothing. If time runs out part-way, :class:`Full` is
         raised and its ``sent`` attribute says how many went out.
         """
+        deadline = FOREVER if timeout is None else Deadline(timeout)
         core = self._core
-        if core is not None and (timeout is None or _plain_timeout(timeout)):
+        if core is not None:
             items = objs if type(objs) is list or type(objs) is tuple else list(objs)
             try:
                 done = core.send_many(items)
@@ -335,7 +326,7 @@ class Channel:
                     return
                 rest = [self._frame(p) for p in payloads[sent:]]
                 try:
-                    self._send(rest, timeout)
+                    self._send(rest, deadline)
                 except Full as exc:
                     exc.sent += sent
                     raise
@@ -345,7 +336,7 @@ class Channel:
             raise self._closed_error()
         frames = [self._encode(obj) for obj in objs]
         if frames:
-            self._send(frames, timeout)
+            self._send(frames, deadline)
 
     def _reentered(self, doing: str) -> IPCError:
         return IPCError(
@@ -361,12 +352,11 @@ class Channel:
     # ipckit._critical (take inside the try; plain loads, a store and the release
     # call first in the finally); keep them that way when editing.
 
-    def _send(self, frames: tuple[OutFrame, ...] | list[OutFrame], timeout: float | None) -> None:
+    def _send(self, frames: tuple[OutFrame, ...] | list[OutFrame], deadline: Deadline) -> None:
         lock = self._send_lock
         me = _get_ident()
         if lock.owner == me:
             raise self._reentered("sending")
-        deadline = FOREVER if timeout is None else Deadline(timeout)
         try:
             if not lock.take(me, deadline.remaining()):
                 raise self._busy(Full, "sending")
@@ -390,12 +380,11 @@ class Channel:
 
     # -- receiving --------------------------------------------------------------------
 
-    def _recv_frames(self, max_items: int, timeout: float | None) -> list[Frame]:
+    def _recv_frames(self, max_items: int, deadline: Deadline) -> list[Frame]:
         lock = self._recv_lock
         me = _get_ident()
         if lock.owner == me:
             raise self._reentered("receiving")
-        deadline = FOREVER if timeout is None else Deadline(timeout)
         try:
             if not lock.take(me, deadline.remaining()):
                 raise self._busy(Empty, "receiving")
@@ -481,22 +470,24 @@ class Channel:
                 bytes are in the exception's ``payload``); the channel stays usable.
             ProtocolError: the peer sent a corrupt frame.
         """
+        deadline = FOREVER if timeout is None else Deadline(timeout)
         core = self._core
-        if core is not None and not self._pending and (timeout is None or _plain_timeout(timeout)):
-            got = core.recv_many(1)
+        if core is not None and not self._pending:
+            got = core.recv_many(1, deadline)
             if got is not None:
                 return got[0] if type(got) is list else self._decode(got[1][0])
-        return self._decode(self._recv_frames(1, timeout)[0])
+        return self._decode(self._recv_frames(1, deadline)[0])
 
     def recv_bytes(self, *, timeout: float | None = None) -> bytes:
         """Receive one message's raw payload, whatever serializer encoded it."""
+        deadline = FOREVER if timeout is None else Deadline(timeout)
         core = self._core
-        if core is not None and not self._pending and (timeout is None or _plain_timeout(timeout)):
-            frame = core.recv_frame()
+        if core is not None and not self._pending:
+            frame = core.recv_frame(deadline)
             if frame is not None:
                 fast: bytes = frame.payload
                 return fast
-        payload = self._recv_frames(1, timeout)[0].payload
+        payload = self._recv_frames(1, deadline)[0].payload
         return payload if type(payload) is bytes else bytes(payload)
 
     def recv_view(self, *, timeout: float | None = None) -> MessageView:
@@ -572,14 +563,15 @@ class Channel:
         the next receive (at once when it is the first); none after it is lost.
         """
         count = _count(max_items)
+        deadline = FOREVER if timeout is None else Deadline(timeout)
         core = self._core
-        if core is not None and not self._pending and (timeout is None or _plain_timeout(timeout)):
-            got = core.recv_many(count)
+        if core is not None and not self._pending:
+            got = core.recv_many(count, deadline)
             if got is not None:
                 if type(got) is list:
                     return got
                 return self._decode_batch(got[1], got[0])
-        return self._decode_batch(self._recv_frames(count, timeout), [])
+        return self._decode_batch(self._recv_frames(count, deadline), [])
 
     def recv_bytes_into(
         self, buffer: Buffer, offset: int = 0, *, timeout: float | None = None

@@ -376,7 +376,7 @@ class ShmTransport:
             return None
         names = self._names
         try:
-            return core.Ring(
+            native = core.Ring(
                 self._buf,
                 self._capacity,
                 self._segment_max,
@@ -391,6 +391,11 @@ class ShmTransport:
             )
         except (OSError, ValueError):
             return None  # the pure path serves this handle
+        # With spin= the pure path spins before it sleeps; without, the core sleeps on
+        # the doorbell itself (the same waiter count and semaphores as _send_some and
+        # recv_frames), which saves the Python round on every wake-up.
+        native.set_waits(not self._spin)
+        return native
 
     def _reopen_locks(self) -> None:
         """After fork: the child's own lock descriptors and its own holder lock."""

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import ipckit
 from ipckit import _accel
+from ipckit._deadline import Deadline
 from ipckit._transport import OutFrame
 from ipckit.serializers import MSGPACK_ID
 from ipckit.serializers._msgpack import MsgpackSerializer
@@ -90,7 +91,7 @@ def test_crafted_payloads_decode_as_loads_decodes(
     try:
         for many in (False, True):
             for payload in CRAFTED:
-                a._send((OutFrame(MSGPACK_ID, 0, payload, len(payload)),), BOUND)
+                a._send((OutFrame(MSGPACK_ID, 0, payload, len(payload)),), Deadline(BOUND))
                 a.send("after", timeout=BOUND)
                 rest: list[Any] = []
                 if many:
