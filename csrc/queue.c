@@ -7,7 +7,7 @@
  * exactly as the reference does and writes each with one call, and a receive
  * reads one unit and hands out its frames when every one of them is plain and
  * checks out. A unit with anything else in it (end of stream, an out-of-band
- * reference, a bad header) goes to the reference's own _take_more(), which
+ * reference, a bad header) goes to the reference's own _take_judged(), which
  * judges it and queues its frames; the frames this call had taken go ahead of
  * them in _ready, and an error waits until they are out (as in the reference's
  * batch receive).
@@ -171,7 +171,7 @@ static Py_ssize_t take_units(Queue *q, PyObject *t, int fd, PyObject *ready, PyO
                              Py_ssize_t max_items)
 {
     Py_ssize_t count = ik_take_ready(ready, q->ready_popleft, out, max_items);
-    /* After a deferred error (see _take_more) the pure path raises it first. */
+    /* After a deferred error (see _take_judged) the pure path raises it first. */
     while (count >= 0 && count < max_items && PySequence_Size(ready) == 0 &&
            field(q, q_deferred) == Py_None) {
         ssize_t size = get_unit(q, fd);
@@ -386,7 +386,7 @@ int ik_queue_module_init(void)
         const char *name;
     } names[] = {{&q_ensure_wake, "_ensure_wake"}, {&q_deferred, "_deferred"}, {&q_fd, "_fd"},       {&q_shut, "_shut"},           {&q_eos, "_eos"},
                  {&q_interrupted, "_interrupted"}, {&q_flag, "_flag"}, {&q_ready, "_ready"},
-                 {&q_readiness, "_readiness"},     {&q_armed, "armed"}, {&q_take, "_take_more"},
+                 {&q_readiness, "_readiness"},     {&q_armed, "armed"}, {&q_take, "_take_judged"},
                  {&q_append, "append"},            {&q_popleft, "popleft"}};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         *names[i].slot = PyUnicode_InternFromString(names[i].name);

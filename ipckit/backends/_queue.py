@@ -255,11 +255,12 @@ class QueueTransport:
                     was_empty = False
             off = end
 
-    def _take_more(self, unit: bytes) -> None:
-        """:meth:`_take` for a unit after others in one batch: an error waits its turn.
+    def _take_judged(self, unit: bytes) -> None:
+        """:meth:`_take` for a receive: an error waits until the whole frames before it are out.
 
-        The frames already taken are handed out first and the error is raised by the
-        next receive (the unit itself is gone either way), as on the stream transports.
+        Those frames (of this unit or of earlier ones in the batch) are handed out
+        first and the error is raised by the next receive (the unit itself is gone
+        either way), as on the stream transports.
         """
         try:
             self._take(unit)
@@ -299,7 +300,7 @@ class QueueTransport:
                     ser = plain_frame(unit, self._max)
                     if ser >= 0:
                         return [Frame(ser, 0, unit[HEADER_SIZE:])]
-                self._take(unit)
+                self._take_judged(unit)
         while not ready:
             if self._deferred is not None:
                 exc, self._deferred = self._deferred, None
@@ -312,7 +313,7 @@ class QueueTransport:
             if deadline.nonblocking or shut or not self._wait_first:
                 unit = try_read()
                 if unit is not None:
-                    self._take(unit)
+                    self._take_judged(unit)
                     continue
                 if shut:
                     self._eos = True
@@ -321,7 +322,7 @@ class QueueTransport:
                     raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
             unit = self._read_wait(deadline)
             if unit is not None:
-                self._take(unit)
+                self._take_judged(unit)
             elif deadline.expired():
                 raise Empty(f"no message on {self.url} within timeout={deadline.timeout}")
         if max_items == 1:
@@ -334,7 +335,7 @@ class QueueTransport:
             unit = try_read()
             if unit is None:
                 break
-            self._take_more(unit)
+            self._take_judged(unit)
         taken: list[Frame] = []
         while ready and len(taken) < max_items:
             taken.append(ready.popleft())

@@ -15,9 +15,12 @@ from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import ipckit
 from ipckit import _accel
+from ipckit._framing import FLAG_EOS, encode_frame, encode_header
 from ipckit.testing import unique_name
 
 BOUND = 30
@@ -206,3 +209,58 @@ def test_a_native_end_and_a_pure_end_in_two_processes(
         _accel.set_pure(was)
         for u in (up, down):
             _remove(u)
+
+
+_frame = st.tuples(st.integers(0, 255), st.binary(max_size=40)).map(
+    lambda t: encode_frame(t[0], 0, t[1])
+)
+_odd = st.one_of(
+    st.binary(min_size=1, max_size=30),  # garbage
+    st.just(encode_header(0, FLAG_EOS, 0)),
+    st.builds(lambda n: encode_header(1, 0, n), st.integers(41, 1 << 40)),  # longer than the unit
+    st.builds(lambda p: encode_frame(1, 0, p)[:-1], st.binary(min_size=1, max_size=20)),
+)
+_unit = st.lists(st.one_of(_frame, _frame, _frame, _odd), min_size=1, max_size=5).map(b"".join)
+
+
+def _outcomes(url: str, pure: bool, units: list[bytes]) -> list[Any]:
+    """What a receiver on the ``pure`` (or native) path makes of each raw unit."""
+    was = _accel.core is None
+    _accel.set_pure(pure)
+    try:
+        a, b = _pair(url)
+    finally:
+        _accel.set_pure(was)
+    out: list[Any] = []
+    try:
+        for unit in units:
+            assert a._transport._try_write(unit)
+            a.send_bytes(b"sentinel", timeout=BOUND)
+            while True:
+                try:
+                    got = b.recv_many(3, timeout=5)
+                except (ipckit.ProtocolError, ipckit.SerializationError) as exc:
+                    out.append(type(exc).__name__)
+                    continue
+                except (ipckit.ChannelClosed, ipckit.Empty) as exc:
+                    out.append(type(exc).__name__)
+                    return out  # an end-of-stream frame ends the channel for good
+                out.extend(got)
+                if got[-1] == b"sentinel":
+                    break
+    finally:
+        a.close()
+        b.close()
+        a.unlink()
+    return out
+
+
+@pytest.mark.skipif(not _accel.built(), reason="the C core is not built")
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["mq", "fifo"]), st.lists(_unit, min_size=1, max_size=4))
+def test_native_and_pure_receivers_judge_every_unit_alike(kind: str, units: list[bytes]) -> None:
+    url = _url(kind)
+    try:
+        assert _outcomes(url, False, units) == _outcomes(url, True, units)
+    finally:
+        _remove(url)
