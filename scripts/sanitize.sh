@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run the shm, ring, framing and shm conformance tests against an AddressSanitizer +
-# UBSan build of the C core: ./scripts/sanitize.sh [extra pytest args]
+# Run the shm, ring, framing, stream and matching conformance tests against an
+# AddressSanitizer + UBSan build of the C core: ./scripts/sanitize.sh [extra pytest args]
 # The package and tests are copied to a scratch directory with the sanitized
 # extension beside them, so the installed (or editable) build is left alone. Needs
 # gcc's libasan (LD_PRELOADed: Python itself is not built with ASan). Leak reports are
@@ -24,7 +24,7 @@ libasan=$(gcc -print-file-name=libasan.so)
 cd "$scratch"
 LD_PRELOAD="$libasan" ASAN_OPTIONS=detect_leaks=0 python -c \
   'import ipckit, ipckit._core as c; assert ipckit.native; print("   sanitized core:", c.__file__)'
-echo "== AddressSanitizer + UBSan build of ipckit._core; shm, ring, framing and conformance (shm) tests"
+echo "== AddressSanitizer + UBSan build of ipckit._core; shm, ring, framing, stream and conformance tests"
 LD_PRELOAD="$libasan" \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
