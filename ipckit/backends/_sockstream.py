@@ -122,16 +122,6 @@ def make_transport(
             pending=sock.pending,
             shutdown_write=lambda: _shutdown_write(fd),
         )
-    send = sock.send
-    sendmsg = sock.sendmsg
-    nosignal = socket.MSG_NOSIGNAL
-
-    def write(fd: int, data: bytes) -> int:
-        return send(data, nosignal)
-
-    def writev(fd: int, bufs: Sequence[bytes | memoryview]) -> int:
-        return sendmsg(bufs, (), nosignal)
-
     return cls(
         fd,
         fd,
@@ -140,8 +130,7 @@ def make_transport(
         capabilities=SOCKET_CAPABILITIES,
         reducer=_reduce,
         on_close=sock.close,
-        write=write,
-        writev=writev,
+        sock=sock,
         shutdown_write=lambda: sock.shutdown(socket.SHUT_WR),
         # Linux queues a Unix stream write this small as one buffer, whole or not at
         # all (unix_stream_sendmsg); TCP may take part of one, so it gets no fast send.

@@ -39,6 +39,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import socket
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -64,6 +65,12 @@ _POLL_BAD = select.POLLERR | select.POLLHUP | select.POLLNVAL
 _IOV_BATCH = 512
 
 _EOS_FRAME = encode_header(0, FLAG_EOS, 0)
+_NOSIGNAL = socket.MSG_NOSIGNAL
+# The C methods themselves (not bound in Python), so a write is one C call.
+_sock_send = socket.socket.send
+_sock_sendmsg = socket.socket.sendmsg
+#: A write: (function, leading argument iterables, trailing argument iterables).
+_WriteCall = tuple[Callable[..., int], tuple[tuple[Any], ...], tuple[tuple[Any], ...]]
 #: How long past its deadline a send waits for the peer to take the rest of a frame
 #: it has started, before abandoning it (and the stream) rather than hang.
 MID_FRAME_GRACE = 5.0
@@ -110,8 +117,9 @@ class StreamTransport:
         reducer: Callable[[StreamTransport], tuple[Callable[..., object], tuple[object, ...]]]
         | None = None,
         on_close: Callable[[], None] | None = None,
-        write: Callable[[int, bytes], int] = os.write,
-        writev: Callable[[int, Sequence[bytes | memoryview]], int] = os.writev,
+        write: Callable[[int, bytes], int] | None = None,
+        writev: Callable[[int, Sequence[bytes | memoryview]], int] | None = None,
+        sock: socket.socket | None = None,
         readinto: Callable[[int, memoryview], int] | None = None,
         pending: Callable[[], int] | None = None,
         shutdown_write: Callable[[], None] | None = None,
@@ -134,8 +142,22 @@ class StreamTransport:
         self._ready: deque[Frame] = deque()
         self._reducer = reducer
         self._on_close = on_close
-        self._write = write
-        self._writev = writev
+        # How one write is made: fn(*lead, data, *trail), each given as the iterables
+        # map() takes. With a C function the count it returns lands in _wlog in the same
+        # C call (see _put); a Python-level writer (TLS) cannot promise that, and then an
+        # interrupted send ends the stream whatever the log says (_counted False).
+        self._counted = write is None
+        target = ((wfd,),)
+        if sock is not None:
+            # Plain sockets: send/sendmsg themselves, with MSG_NOSIGNAL (no SIGPIPE).
+            self._write_call: _WriteCall = (_sock_send, ((sock,),), ((_NOSIGNAL,),))
+            self._writev_call: _WriteCall = (_sock_sendmsg, ((sock,),), (((),), (_NOSIGNAL,)))
+        elif write is None or writev is None:
+            self._write_call = (os.write, target, ())
+            self._writev_call = (os.writev, target, ())
+        else:
+            self._write_call = (write, target, ())
+            self._writev_call = (writev, target, ())
         # None: os.readv on the descriptor. A callable serves layers such as TLS, whose
         # bytes must come through an object; it raises BlockingIOError when none are ready.
         self._readinto = readinto
@@ -400,7 +422,7 @@ class StreamTransport:
             # An interrupt right after a write returned: the log says whether it ended on
             # a frame boundary (then nothing is torn). Loads and a test only, no call.
             # (mypy narrows _wtorn to False from the check above; a write changes it.)
-            if self._wtorn and self._wlog[-1] in self._wends:  # type: ignore[unreachable]
+            if self._wtorn and self._counted and self._wlog[-1] in self._wends:  # type: ignore[unreachable]
                 self._wtorn = False  # type: ignore[unreachable]
             # No call between the test and the release, so shutdown() sees either the
             # claim still held (we write its end-of-stream) or released (it writes it).
@@ -427,7 +449,7 @@ class StreamTransport:
             self._wlog = [0]
             self._wends = [0, len(data)]
             try:
-                n = self._put(self._write, wfd, data)
+                n = self._put(self._write_call, data)
             except (BlockingIOError, InterruptedError):
                 self._wtorn = False  # nothing was written
                 if deadline.nonblocking or not self._wait(wfd, _POLLOUT, deadline, False):
@@ -467,7 +489,7 @@ class StreamTransport:
             self._wlog = [0]
             self._wends = [0, *ends]
             try:
-                n = self._put(self._writev, wfd, bufs)
+                n = self._put(self._writev_call, bufs)
             except (BlockingIOError, InterruptedError):
                 self._wtorn = False  # nothing was written
                 if deadline.nonblocking or not self._wait(wfd, _POLLOUT, deadline, False):
@@ -490,11 +512,12 @@ class StreamTransport:
             self._wtorn = False
             index += done
 
-    def _put(self, write: Callable[[int, Any], int], wfd: int, data: Any) -> int:
+    def _put(self, call: _WriteCall, data: Any) -> int:
         """Write once; the running total lands in ``_wlog`` in the same C call."""
+        fn, lead, trail = call
         log = self._wlog
         before = log[-1]
-        log.extend(accumulate(map(write, (wfd,), (data,)), initial=before))
+        log.extend(accumulate(map(fn, *lead, (data,), *trail), initial=before))
         del log[-2]  # the initial value accumulate repeats
         return log[-1] - before
 
@@ -528,7 +551,7 @@ class StreamTransport:
                 take.append(piece)
                 size += piece.nbytes
             try:
-                n = self._put(self._writev, wfd, take)
+                n = self._put(self._writev_call, take)
             except (BlockingIOError, InterruptedError):
                 if not self._wait_writable(wfd, finish):
                     raise Full(
@@ -577,8 +600,9 @@ class StreamTransport:
         wfd = self._wfd
         if wfd is None:
             return
+        fn, lead, trail = self._write_call
         try:
-            self._write(wfd, _EOS_FRAME)
+            fn(*(x for (x,) in lead), _EOS_FRAME, *(x for (x,) in trail))
         except OSError:
             pass  # peer gone or pipe full: closing the descriptor below still ends the stream
         self._close_write()

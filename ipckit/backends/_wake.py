@@ -16,10 +16,12 @@ __all__ = ["Waker"]
 class Waker:
     """The wake-up descriptor of one handle, renewed in each process that uses it."""
 
-    __slots__ = ("_fd", "_pid")
+    __slots__ = ("_fds", "_pid")
 
     def __init__(self) -> None:
-        self._fd = -1
+        # The descriptor lands here in the same C call that makes it (list.extend
+        # over map), so an interrupt right after os.eventfd returns cannot leak it.
+        self._fds: list[int] = []
         self._pid = -1
 
     def stale(self) -> bool:
@@ -33,9 +35,12 @@ class Waker:
         """The descriptor to poll for wake-ups, made on first use in this process."""
         pid = os.getpid()
         if self._pid != pid:
-            self._fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+            if self._pid != -1:
+                self._fds.clear()  # the parent's, not ours to close
+            if not self._fds:
+                self._fds.extend(map(os.eventfd, (0,), (os.EFD_CLOEXEC | os.EFD_NONBLOCK,)))
             self._pid = pid
-        return self._fd
+        return self._fds[-1]
 
     def signal(self) -> None:
         """Wake every wait on this handle (permanently: callers re-check their state)."""
@@ -46,6 +51,9 @@ class Waker:
 
     def close(self) -> None:
         """Close the descriptor if this process made it (a parent's is not ours to close)."""
-        if self._pid == os.getpid() and self._fd >= 0:
-            os.close(self._fd)
-        self._fd = -1
+        fds = self._fds
+        if self._pid == os.getpid() or (self._pid == -1 and fds):
+            while fds:
+                os.close(fds.pop())
+        fds.clear()
+        self._pid = -1

@@ -13,6 +13,7 @@ import pytest
 
 import ipckit
 from ipckit.testing import unique_name
+from ipckit.testing._interrupts import interrupt_at
 from tests.messaging._workers import check_payload, payload
 from tests.streams._children import AFTER_SEQ, PAIRS, big_sender
 
@@ -166,3 +167,57 @@ def test_payload_checker_catches_a_torn_payload() -> None:
     data[3000] ^= 1
     with pytest.raises(AssertionError):
         check_payload(bytes(data))
+
+
+def _drain_into(b: ipckit.Channel, got: list[tuple[int, int]], ended: list[BaseException]) -> None:
+    try:
+        while True:
+            got.append(check_payload(b.recv_bytes(timeout=BOUND)))
+    except ipckit.ChannelClosed as exc:
+        ended.append(exc)
+
+
+@pytest.mark.parametrize("backend", ["unix", "pipe"])
+def test_an_interrupt_at_any_point_of_a_big_send_never_mixes_frames(backend: str) -> None:
+    """Ctrl-C at every handler point of a 1 MiB send while the peer drains the stream.
+
+    Each point gets a fresh pair. Whatever the point, the receiver gets only whole,
+    correct messages (the big one or not, then the next one or the end of the
+    stream), and the sender's next send either arrives intact or raises ChannelClosed.
+    Regression: a socket's write was a Python closure, so an interrupt right after
+    the kernel took part of a frame lost the count, the frame was not marked torn,
+    and the next message went into the middle of it.
+    """
+    size = 1 << 20
+    for n in range(1, 2000):
+        a, b = PAIRS[backend]()
+        got: list[tuple[int, int]] = []
+        ended: list[BaseException] = []
+
+        reader = threading.Thread(target=_drain_into, args=(b, got, ended))
+        reader.start()
+        try:
+            with interrupt_at(n) as fired:
+                try:
+                    a.send_bytes(payload(1, 0, size), timeout=BOUND)
+                except KeyboardInterrupt:
+                    if not fired[0]:
+                        raise
+            try:
+                a.send_bytes(payload(1, AFTER_SEQ, 1000), timeout=BOUND)
+                after_sent = True
+            except ipckit.ChannelClosed:
+                after_sent = False
+            a.shutdown()
+            reader.join(BOUND)
+            assert not reader.is_alive()
+            seqs = [seq for _, seq in got]
+            assert seqs in ([0, AFTER_SEQ], [AFTER_SEQ], [0], []), (n, seqs)
+            assert after_sent == (AFTER_SEQ in seqs), (n, seqs, after_sent)
+            if not fired[0]:
+                assert seqs == [0, AFTER_SEQ]
+                return  # every point of the call has been hit
+        finally:
+            a.close()
+            b.close()
+    raise AssertionError("the send has more than 2000 interrupt points")
