@@ -124,7 +124,8 @@ static void wake(Ring *r, int bell, size_t waiters_at)
     uint32_t waiting = ld32(r, waiters_at);
     if (waiting) {
         int pending = 0;
-        if (sem_getvalue(r->sems[bell], &pending) == 0 && (pending < 0 || (uint32_t)pending < waiting))
+        if (sem_getvalue(r->sems[bell], &pending) == 0 &&
+            (pending < 0 || (uint32_t)pending < waiting))
             sem_post(r->sems[bell]);
     }
 }

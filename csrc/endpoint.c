@@ -2,19 +2,113 @@
 #include "endpoint.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <time.h>
 
 PyTypeObject *ik_frame_type;
-static PyObject *str_owner; /* "owner": the holder field of ipckit._critical.Mutex */
-static PyObject *str_end;   /* "_end": when an ipckit._deadline.Deadline expires */
+static PyObject *str_owner;   /* "owner": the holder field of ipckit._critical.Mutex */
+static PyObject *str_end;     /* "_end": when an ipckit._deadline.Deadline expires */
+static PyObject *str_ready;   /* "_ready": a transport's deque of decoded frames */
+static PyObject *str_append;  /* its methods */
+static PyObject *str_popleft;
+
+int ik_intern(PyObject **const slots[], const char *const names[], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        *slots[i] = PyUnicode_InternFromString(names[i]);
+        if (*slots[i] == NULL)
+            return -1;
+    }
+    return 0;
+}
 
 int ik_endpoint_module_init(void)
 {
-    str_owner = PyUnicode_InternFromString("owner");
-    str_end = PyUnicode_InternFromString("_end");
-    return str_owner == NULL || str_end == NULL ? -1 : 0;
+    PyObject **const slots[] = {&str_owner, &str_end, &str_ready, &str_append, &str_popleft};
+    const char *const names[] = {"owner", "_end", "_ready", "append", "popleft"};
+    return ik_intern(slots, names, sizeof(names) / sizeof(names[0]));
+}
+
+/* -- the transport a Stream or Queue serves ----------------------------------------- */
+
+int ik_served_init(ik_served *sv, PyObject *transport)
+{
+    PyObject *dict = PyObject_GetAttrString(transport, "__dict__");
+    if (dict == NULL)
+        return -1;
+    Py_DECREF(dict); /* the transport keeps it */
+    PyObject *ready = PyDict_CheckExact(dict) ? PyDict_GetItemWithError(dict, str_ready) : NULL;
+    PyObject *append = ready ? PyObject_GetAttr(ready, str_append) : NULL;
+    PyObject *popleft = ready ? PyObject_GetAttr(ready, str_popleft) : NULL;
+    PyObject *ref = append && popleft ? PyWeakref_NewRef(transport, NULL) : NULL;
+    if (ref == NULL) {
+        Py_XDECREF(append);
+        Py_XDECREF(popleft);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError,
+                            "the transport must keep its state, _ready included, in a plain "
+                            "__dict__");
+        return -1;
+    }
+    Py_XSETREF(sv->transport, ref);
+    Py_XSETREF(sv->ready_append, append);
+    Py_XSETREF(sv->ready_popleft, popleft);
+    sv->dict = dict;
+    sv->stopped = 0;
+    return 0;
+}
+
+PyObject *ik_served_field(ik_served *sv, PyObject *key)
+{
+    PyObject *v = PyDict_GetItemWithError(sv->dict, key);
+    if (v == NULL)
+        PyErr_Clear();
+    return v;
+}
+
+int ik_served_fd(ik_served *sv, PyObject *key)
+{
+    PyObject *v = ik_served_field(sv, key);
+    if (v == NULL || !PyLong_CheckExact(v))
+        return -1;
+    long fd = PyLong_AsLong(v);
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_Clear();
+        return -1;
+    }
+    return (int)fd;
+}
+
+PyObject *ik_served_hold(ik_served *sv)
+{
+    if (!ik_served_alive(sv))
+        return NULL;
+    return Py_NewRef(PyWeakref_GET_OBJECT(sv->transport));
+}
+
+int ik_served_alive(const ik_served *sv)
+{
+    return !sv->stopped && sv->transport != NULL &&
+           PyWeakref_GET_OBJECT(sv->transport) != Py_None;
+}
+
+int ik_served_traverse(ik_served *sv, visitproc visit, void *arg)
+{
+    Py_VISIT(sv->transport);
+    Py_VISIT(sv->ready_append);
+    Py_VISIT(sv->ready_popleft);
+    return 0;
+}
+
+void ik_served_clear(ik_served *sv)
+{
+    Py_CLEAR(sv->transport);
+    sv->dict = NULL;
+    Py_CLEAR(sv->ready_append);
+    Py_CLEAR(sv->ready_popleft);
+    sv->stopped = 1;
 }
 
 /* -- waiting ------------------------------------------------------------------------- */

@@ -70,6 +70,31 @@ typedef struct {
 
 #define IK_EP(o) (&((ik_object *)(void *)(o))->ep)
 
+/* The Python transport a Stream or Queue serves. Held weakly (it holds the native
+ * object, and a cycle would keep its descriptors open until the garbage collector
+ * ran); its __dict__ borrowed while it lives, read on every call so that the pure
+ * path and the C one share one state; its _ready deque's append and popleft. */
+typedef struct {
+    PyObject *transport; /* a weak reference */
+    PyObject *dict;
+    PyObject *ready_append;
+    PyObject *ready_popleft;
+    int stopped;
+} ik_served;
+
+int ik_served_init(ik_served *sv, PyObject *transport);
+/* A field of the transport (borrowed), or NULL when missing. */
+PyObject *ik_served_field(ik_served *sv, PyObject *key);
+/* The descriptor in field `key`, or -1 when it is closed (None) or odd. */
+int ik_served_fd(ik_served *sv, PyObject *key);
+/* The transport, a new reference, or NULL when it is gone or the object stopped. */
+PyObject *ik_served_hold(ik_served *sv);
+int ik_served_alive(const ik_served *sv);
+int ik_served_traverse(ik_served *sv, visitproc visit, void *arg);
+void ik_served_clear(ik_served *sv);
+/* Intern `n` names into `slots`; -1 with an error set. */
+int ik_intern(PyObject **const slots[], const char *const names[], size_t n);
+
 extern PyTypeObject *ik_frame_type; /* ipckit._framing.Frame, set by set_frame_type() */
 
 int ik_endpoint_module_init(void);

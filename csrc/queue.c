@@ -24,63 +24,46 @@
 #include <string.h>
 #include <unistd.h>
 
-static PyObject *q_ensure_wake, *q_deferred, *q_fd, *q_shut, *q_eos, *q_interrupted, *q_flag, *q_ready, *q_readiness, *q_armed,
-    *q_take, *q_append, *q_popleft;
+static PyObject *q_ensure_wake, *q_deferred, *q_fd, *q_shut, *q_eos, *q_interrupted, *q_flag,
+    *q_ready, *q_readiness, *q_armed, *q_take;
 
 typedef struct {
     PyObject_HEAD
     ik_endpoint ep; /* first: the Channel paths of endpoint.c */
-    PyObject *transport; /* weakly: it holds this object */
-    PyObject *dict;      /* borrowed from the live transport */
-    PyObject *ready_append;
-    PyObject *ready_popleft;
+    ik_served sv;          /* the QueueTransport: its flags, descriptor and _ready */
     uint8_t *unit;         /* one unit's worth of bytes */
     size_t unit_size;      /* the kernel's unit: PIPE_BUF, or the queue's mq_msgsize */
     uint64_t accept_max;   /* the transport's max_message_size */
     Py_ssize_t shut_byte;  /* where QueueState's mapping keeps the shut flag */
     unsigned priority;     /* mq:// sends at this priority */
     int mq;                /* mq_send/mq_receive, else write/read on a packet-mode FIFO */
-    int stopped;
 } Queue;
 
 #define QUEUE(ep) ((Queue *)(void *)((char *)(ep) - offsetof(Queue, ep)))
 
 static PyObject *field(Queue *q, PyObject *key)
 {
-    PyObject *v = PyDict_GetItemWithError(q->dict, key);
-    if (v == NULL)
-        PyErr_Clear();
-    return v;
+    return ik_served_field(&q->sv, key);
 }
 
 static PyObject *hold(Queue *q)
 {
-    if (q->stopped || q->transport == NULL)
-        return NULL;
-    PyObject *t = PyWeakref_GET_OBJECT(q->transport);
-    return t == Py_None ? NULL : Py_NewRef(t);
+    return ik_served_hold(&q->sv);
 }
 
 static int queue_usable(ik_endpoint *ep)
 {
-    Queue *q = QUEUE(ep);
-    return !q->stopped && q->transport != NULL && PyWeakref_GET_OBJECT(q->transport) != Py_None;
+    return ik_served_alive(&QUEUE(ep)->sv);
 }
 
 /* The kernel object's descriptor, or -1 when closed; and whether the handle may
  * still move messages: not shut down here, not interrupted, no end seen. */
 static int live_fd(Queue *q)
 {
-    PyObject *v = field(q, q_fd);
-    if (v == NULL || !PyLong_CheckExact(v) || field(q, q_shut) != Py_False ||
-        field(q, q_interrupted) != Py_False || field(q, q_eos) != Py_False)
+    if (field(q, q_shut) != Py_False || field(q, q_interrupted) != Py_False ||
+        field(q, q_eos) != Py_False)
         return -1;
-    long fd = PyLong_AsLong(v);
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_Clear();
-        return -1;
-    }
-    return (int)fd;
+    return ik_served_fd(&q->sv, q_fd);
 }
 
 /* The channel-wide shut flag in QueueState's mapping (1: shut, or unreadable). */
@@ -170,7 +153,7 @@ static Py_ssize_t plain_frames(Queue *q, size_t size)
 static Py_ssize_t take_units(Queue *q, PyObject *t, int fd, PyObject *ready, PyObject *out,
                              Py_ssize_t max_items)
 {
-    Py_ssize_t count = ik_take_ready(ready, q->ready_popleft, out, max_items);
+    Py_ssize_t count = ik_take_ready(ready, q->sv.ready_popleft, out, max_items);
     /* After a deferred error (see _take_judged) the pure path raises it first. */
     while (count >= 0 && count < max_items && PySequence_Size(ready) == 0 &&
            field(q, q_deferred) == Py_None) {
@@ -182,7 +165,7 @@ static Py_ssize_t take_units(Queue *q, PyObject *t, int fd, PyObject *ready, PyO
         if (plain_frames(q, (size_t)size) == 0) {
             /* The reference judges this unit. The frames taken so far go first. */
             for (Py_ssize_t i = 0; i < PyList_GET_SIZE(out); i++) {
-                PyObject *r = PyObject_CallOneArg(q->ready_append, PyList_GET_ITEM(out, i));
+                PyObject *r = PyObject_CallOneArg(q->sv.ready_append, PyList_GET_ITEM(out, i));
                 if (r == NULL)
                     return -1;
                 Py_DECREF(r);
@@ -210,7 +193,7 @@ static Py_ssize_t take_units(Queue *q, PyObject *t, int fd, PyObject *ready, PyO
                 if (count < max_items)
                     r = PyList_Append(out, frame) == 0 ? Py_NewRef(Py_None) : NULL;
                 else
-                    r = PyObject_CallOneArg(q->ready_append, frame);
+                    r = PyObject_CallOneArg(q->sv.ready_append, frame);
             }
             Py_XDECREF(frame);
             if (r == NULL)
@@ -292,35 +275,22 @@ static int Queue_init(Queue *q, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "impossible queue parameters");
         return -1;
     }
-    PyObject *dict = PyObject_GetAttrString(transport, "__dict__");
-    if (dict == NULL)
-        return -1;
-    Py_DECREF(dict); /* the transport keeps it */
-    PyObject *ready = PyDict_CheckExact(dict) ? PyDict_GetItemWithError(dict, q_ready) : NULL;
-    PyObject *append = ready ? PyObject_GetAttr(ready, q_append) : NULL;
-    PyObject *popleft = ready ? PyObject_GetAttr(ready, q_popleft) : NULL;
-    PyObject *ref = append && popleft ? PyWeakref_NewRef(transport, NULL) : NULL;
-    uint8_t *buf = ref ? PyMem_Malloc((size_t)unit) : NULL;
+    uint8_t *buf = PyMem_Malloc((size_t)unit);
     if (buf == NULL) {
-        Py_XDECREF(append);
-        Py_XDECREF(popleft);
-        Py_XDECREF(ref);
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "the transport has no _ready deque");
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (ik_served_init(&q->sv, transport) < 0) {
+        PyMem_Free(buf);
         return -1;
     }
     PyMem_Free(q->unit);
     q->unit = buf;
-    Py_XSETREF(q->transport, ref);
-    Py_XSETREF(q->ready_append, append);
-    Py_XSETREF(q->ready_popleft, popleft);
-    q->dict = dict;
     q->unit_size = (size_t)unit;
     q->accept_max = accept_max;
     q->shut_byte = shut_byte;
     q->mq = mq;
     q->priority = priority;
-    q->stopped = 0;
     ik_endpoint_setup(&q->ep, &QUEUE_OPS);
     q->ep.send_max = unit - IK_HEADER_SIZE;
     return 0;
@@ -328,26 +298,20 @@ static int Queue_init(Queue *q, PyObject *args, PyObject *kwds)
 
 static PyObject *Queue_stop(Queue *q, PyObject *Py_UNUSED(ignored))
 {
-    q->stopped = 1;
+    q->sv.stopped = 1;
     Py_RETURN_NONE;
 }
 
 static int Queue_traverse(Queue *q, visitproc visit, void *arg)
 {
-    Py_VISIT(q->transport);
-    Py_VISIT(q->ready_append);
-    Py_VISIT(q->ready_popleft);
-    return ik_endpoint_traverse(&q->ep, visit, arg);
+    int r = ik_served_traverse(&q->sv, visit, arg);
+    return r ? r : ik_endpoint_traverse(&q->ep, visit, arg);
 }
 
 static int Queue_clear(Queue *q)
 {
-    Py_CLEAR(q->transport);
-    q->dict = NULL;
-    Py_CLEAR(q->ready_append);
-    Py_CLEAR(q->ready_popleft);
+    ik_served_clear(&q->sv);
     ik_endpoint_clear(&q->ep);
-    q->stopped = 1;
     return 0;
 }
 
@@ -381,17 +345,11 @@ PyTypeObject ik_QueueType = {
 
 int ik_queue_module_init(void)
 {
-    struct {
-        PyObject **slot;
-        const char *name;
-    } names[] = {{&q_ensure_wake, "_ensure_wake"}, {&q_deferred, "_deferred"}, {&q_fd, "_fd"},       {&q_shut, "_shut"},           {&q_eos, "_eos"},
-                 {&q_interrupted, "_interrupted"}, {&q_flag, "_flag"}, {&q_ready, "_ready"},
-                 {&q_readiness, "_readiness"},     {&q_armed, "armed"}, {&q_take, "_take_judged"},
-                 {&q_append, "append"},            {&q_popleft, "popleft"}};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        *names[i].slot = PyUnicode_InternFromString(names[i].name);
-        if (*names[i].slot == NULL)
-            return -1;
-    }
-    return 0;
+    PyObject **const slots[] = {&q_ensure_wake, &q_deferred, &q_fd,         &q_shut,
+                                &q_eos,         &q_flag,     &q_readiness,  &q_armed,
+                                &q_take,        &q_ready,    &q_interrupted};
+    const char *const names[] = {"_ensure_wake", "_deferred", "_fd",         "_shut",
+                                 "_eos",         "_flag",     "_readiness",  "armed",
+                                 "_take_judged", "_ready",    "_interrupted"};
+    return ik_intern(slots, names, sizeof(names) / sizeof(names[0]));
 }

@@ -35,8 +35,8 @@
 /* Frames per write: each at least a header, the write at most `whole` bytes. */
 #define MAX_GROUP ((int)(PIPE_BUF / IK_HEADER_SIZE))
 
-static PyObject *s_interrupted, *s_ensure_wake, *s_wfd, *s_rfd, *s_wtorn, *s_writing, *s_shut, *s_eof, *s_broken, *s_rlog,
-    *s_ready, *s_flag, *s_armed, *s_append, *s_popleft;
+static PyObject *s_interrupted, *s_ensure_wake, *s_wfd, *s_rfd, *s_wtorn, *s_writing, *s_shut,
+    *s_eof, *s_broken, *s_rlog, *s_ready, *s_flag, *s_armed;
 
 /* -- Decoder -------------------------------------------------------------------------- */
 
@@ -370,27 +370,17 @@ PyTypeObject ik_DecoderType = {
 typedef struct {
     PyObject_HEAD
     ik_endpoint ep; /* first: the Channel paths of endpoint.c */
-    /* The transport, weakly: it holds this object, and a cycle would keep its
-     * descriptors open until the garbage collector ran. */
-    PyObject *transport;
-    PyObject *dict; /* borrowed from the live transport: its flags, descriptors, _ready */
+    ik_served sv; /* the StreamTransport: its flags, descriptors and _ready */
     Decoder *decoder;
-    PyObject *ready_append;
-    PyObject *ready_popleft;
     uint64_t whole; /* the largest write the kernel takes whole (0: no fast send) */
     int socket;     /* sendmsg(MSG_NOSIGNAL) instead of writev */
-    int stopped;
 } Stream;
 
 #define STREAM(ep) ((Stream *)(void *)((char *)(ep) - offsetof(Stream, ep)))
 
-/* A field of the transport (borrowed), or NULL when missing. */
 static PyObject *field(Stream *s, PyObject *key)
 {
-    PyObject *v = PyDict_GetItemWithError(s->dict, key);
-    if (v == NULL)
-        PyErr_Clear();
-    return v;
+    return ik_served_field(&s->sv, key);
 }
 
 static int is_false(Stream *s, PyObject *key)
@@ -398,33 +388,19 @@ static int is_false(Stream *s, PyObject *key)
     return field(s, key) == Py_False;
 }
 
-/* The descriptor in field `key`, or -1 when it is closed (None) or odd. */
 static int fd_field(Stream *s, PyObject *key)
 {
-    PyObject *v = field(s, key);
-    if (v == NULL || !PyLong_CheckExact(v))
-        return -1;
-    long fd = PyLong_AsLong(v);
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_Clear();
-        return -1;
-    }
-    return (int)fd;
+    return ik_served_fd(&s->sv, key);
 }
 
-/* The transport, a new reference, or NULL when it is gone or this object stopped. */
 static PyObject *hold(Stream *s)
 {
-    if (s->stopped || s->transport == NULL)
-        return NULL;
-    PyObject *t = PyWeakref_GET_OBJECT(s->transport);
-    return t == Py_None ? NULL : Py_NewRef(t);
+    return ik_served_hold(&s->sv);
 }
 
 static int stream_usable(ik_endpoint *ep)
 {
-    Stream *s = STREAM(ep);
-    return !s->stopped && s->transport != NULL && PyWeakref_GET_OBJECT(s->transport) != Py_None;
+    return ik_served_alive(&STREAM(ep)->sv);
 }
 
 static Py_ssize_t write_group(Stream *s, int fd, struct iovec *iov, int count)
@@ -497,7 +473,7 @@ static Py_ssize_t send_held(Stream *s, unsigned ser, const ik_payload *items, Py
                 whole_frames = end;
                 sent++;
             }
-            if (PyDict_SetItem(s->dict, s_wtorn, Py_True) < 0)
+            if (PyDict_SetItem(s->sv.dict, s_wtorn, Py_True) < 0)
                 PyErr_Clear();
         }
         if (wrote < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -534,7 +510,7 @@ static int take_judgement(Stream *s)
     }
     if (tb != NULL)
         PyException_SetTraceback(exc, tb);
-    int failed = PyDict_SetItem(s->dict, s_broken, exc);
+    int failed = PyDict_SetItem(s->sv.dict, s_broken, exc);
     Py_XDECREF(type);
     Py_XDECREF(exc);
     Py_XDECREF(tb);
@@ -557,9 +533,9 @@ static int decode_ready(Stream *s)
         unsigned long flags = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(frame, 1));
         if (flags & IK_FLAG_EOS) {
             Py_DECREF(frame);
-            return PyDict_SetItem(s->dict, s_eof, Py_True);
+            return PyDict_SetItem(s->sv.dict, s_eof, Py_True);
         }
-        PyObject *r2 = PyObject_CallOneArg(s->ready_append, frame);
+        PyObject *r2 = PyObject_CallOneArg(s->sv.ready_append, frame);
         Py_DECREF(frame);
         if (r2 == NULL)
             return -1;
@@ -619,11 +595,11 @@ static Py_ssize_t take_held(Stream *s, PyObject *out, Py_ssize_t max_items)
         PyErr_Clear();
         return 0;
     }
-    Py_ssize_t count = ik_take_ready(ready, s->ready_popleft, out, max_items);
+    Py_ssize_t count = ik_take_ready(ready, s->sv.ready_popleft, out, max_items);
     if (count == 0 && PySequence_Size(ready) == 0 && read_some(s, fd)) {
         if (decode_ready(s) < 0)
             return -1;
-        count = ik_take_ready(ready, s->ready_popleft, out, max_items);
+        count = ik_take_ready(ready, s->sv.ready_popleft, out, max_items);
     }
     if (count >= 0 && PyErr_Occurred())
         PyErr_Clear();
@@ -671,38 +647,12 @@ static int Stream_init(Stream *s, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!Kp", kwlist, &transport, &ik_DecoderType,
                                      &decoder, &whole, &sock))
         return -1;
-    PyObject *dict = PyObject_GetAttrString(transport, "__dict__");
-    if (dict == NULL)
+    if (ik_served_init(&s->sv, transport) < 0)
         return -1;
-    /* The transport keeps a reference to its dict, so a borrowed one is enough. */
-    Py_DECREF(dict);
-    if (!PyDict_CheckExact(dict)) {
-        PyErr_SetString(PyExc_TypeError, "the transport must keep its state in a plain __dict__");
-        return -1;
-    }
-    PyObject *ref = PyWeakref_NewRef(transport, NULL);
-    if (ref == NULL)
-        return -1;
-    PyObject *ready = PyDict_GetItemWithError(dict, s_ready);
-    PyObject *append = ready ? PyObject_GetAttr(ready, s_append) : NULL;
-    PyObject *popleft = ready ? PyObject_GetAttr(ready, s_popleft) : NULL;
-    if (append == NULL || popleft == NULL) {
-        Py_DECREF(ref);
-        Py_XDECREF(append);
-        Py_XDECREF(popleft);
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "the transport has no _ready deque");
-        return -1;
-    }
-    Py_XSETREF(s->transport, ref);
-    s->dict = dict;
     Py_XSETREF(s->decoder, (Decoder *)Py_NewRef(decoder));
-    Py_XSETREF(s->ready_append, append);
-    Py_XSETREF(s->ready_popleft, popleft);
     /* A whole write never exceeds PIPE_BUF, so the header array above always suffices. */
     s->whole = whole > PIPE_BUF ? PIPE_BUF : whole;
     s->socket = sock;
-    s->stopped = 0;
     ik_endpoint_setup(&s->ep, &STREAM_OPS);
     s->ep.send_max = s->whole > IK_HEADER_SIZE ? s->whole - IK_HEADER_SIZE : 0;
     return 0;
@@ -710,28 +660,22 @@ static int Stream_init(Stream *s, PyObject *args, PyObject *kwds)
 
 static PyObject *Stream_stop(Stream *s, PyObject *Py_UNUSED(ignored))
 {
-    s->stopped = 1;
+    s->sv.stopped = 1;
     Py_RETURN_NONE;
 }
 
 static int Stream_traverse(Stream *s, visitproc visit, void *arg)
 {
-    Py_VISIT(s->transport);
     Py_VISIT(s->decoder);
-    Py_VISIT(s->ready_append);
-    Py_VISIT(s->ready_popleft);
-    return ik_endpoint_traverse(&s->ep, visit, arg);
+    int r = ik_served_traverse(&s->sv, visit, arg);
+    return r ? r : ik_endpoint_traverse(&s->ep, visit, arg);
 }
 
 static int Stream_clear(Stream *s)
 {
-    Py_CLEAR(s->transport);
-    s->dict = NULL;
     Py_CLEAR(s->decoder);
-    Py_CLEAR(s->ready_append);
-    Py_CLEAR(s->ready_popleft);
+    ik_served_clear(&s->sv);
     ik_endpoint_clear(&s->ep);
-    s->stopped = 1;
     return 0;
 }
 
@@ -764,19 +708,13 @@ PyTypeObject ik_StreamType = {
 
 int ik_stream_module_init(void)
 {
-    struct {
-        PyObject **slot;
-        const char *name;
-    } names[] = {{&s_wfd, "_wfd"},         {&s_rfd, "_rfd"},       {&s_wtorn, "_wtorn"},
-                 {&s_writing, "_writing"}, {&s_shut, "_shut"},     {&s_eof, "_eof"},
-                 {&s_broken, "_broken"},   {&s_rlog, "_rlog"},     {&s_ready, "_ready"},
-                 {&s_flag, "_flag"},       {&s_armed, "armed"},    {&s_append, "append"},
-                 {&s_popleft, "popleft"},  {&s_interrupted, "_interrupted"},
-                 {&s_ensure_wake, "_ensure_wake"}};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        *names[i].slot = PyUnicode_InternFromString(names[i].name);
-        if (*names[i].slot == NULL)
-            return -1;
-    }
-    return 0;
+    PyObject **const slots[] = {&s_interrupted, &s_ensure_wake, &s_wfd,   &s_rfd,
+                                &s_wtorn,       &s_writing,     &s_shut,  &s_eof,
+                                &s_broken,      &s_rlog,        &s_ready, &s_flag,
+                                &s_armed};
+    const char *const names[] = {"_interrupted", "_ensure_wake", "_wfd",   "_rfd",
+                                 "_wtorn",       "_writing",     "_shut",  "_eof",
+                                 "_broken",      "_rlog",        "_ready", "_flag",
+                                 "armed"};
+    return ik_intern(slots, names, sizeof(names) / sizeof(names[0]));
 }

@@ -8,7 +8,24 @@ from collections.abc import Iterator
 
 import pytest
 
+from ipckit import _accel
 from ipckit.testing import NAME_PREFIX
+
+#: Both implementations, for tests that run a check on each (the C core when built).
+PATHS = [pytest.param(True, id="pure")]
+if _accel.built():
+    PATHS.append(pytest.param(False, id="native"))
+
+
+@pytest.fixture(params=PATHS)
+def pure(request: pytest.FixtureRequest) -> Iterator[bool]:
+    """Handles opened in the test take the pure path (True) or the C core (False)."""
+    was = _accel.core is None
+    _accel.set_pure(request.param)
+    try:
+        yield bool(request.param)
+    finally:
+        _accel.set_pure(was)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -9,7 +9,7 @@ returns, or raises the SerializationError it raises, and the channel goes on.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ipckit
-from ipckit import _accel
 from ipckit._deadline import Deadline
 from ipckit._transport import OutFrame
 from ipckit.serializers import MSGPACK_ID
@@ -55,18 +54,6 @@ def _pairs() -> list[Any]:
 
     out.append(pytest.param(shm, id="shm"))
     return out
-
-
-@pytest.fixture(
-    params=[True, False] if _accel.built() else [True], ids=lambda p: "pure" if p else "native"
-)
-def pure(request: pytest.FixtureRequest) -> Iterator[bool]:
-    was = _accel.core is None
-    _accel.set_pure(request.param)
-    try:
-        yield bool(request.param)
-    finally:
-        _accel.set_pure(was)
 
 
 def _expected(payload: bytes) -> tuple[str, Any]:

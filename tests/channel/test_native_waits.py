@@ -14,31 +14,17 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import ipckit
-from ipckit import _accel
 from tests.conformance.test_contract import FACTORIES
 
 BOUND = 30
 #: The factories that pick a path themselves (shm-pure, shm-mixed) are left out.
 BACKENDS = sorted(b for b in FACTORIES if not b.startswith("shm-"))
-PATHS = [pytest.param(True, id="pure")]
-if _accel.built():
-    PATHS.append(pytest.param(False, id="native"))
-
-
-@pytest.fixture(params=PATHS)
-def pure(request: pytest.FixtureRequest) -> Iterator[bool]:
-    was = _accel.core is None
-    _accel.set_pure(request.param)
-    try:
-        yield bool(request.param)
-    finally:
-        _accel.set_pure(was)
 
 
 def _after(delay: float, action: Callable[[], None]) -> tuple[threading.Thread, list[float]]:

@@ -24,19 +24,6 @@ from ipckit._framing import FLAG_EOS, encode_frame, encode_header
 from ipckit.testing import unique_name
 
 BOUND = 30
-PATHS = [pytest.param(True, id="pure")]
-if _accel.built():
-    PATHS.append(pytest.param(False, id="native"))
-
-
-@pytest.fixture(params=PATHS)
-def pure(request: pytest.FixtureRequest) -> Iterator[bool]:
-    was = _accel.core is None
-    _accel.set_pure(request.param)
-    try:
-        yield bool(request.param)
-    finally:
-        _accel.set_pure(was)
 
 
 def _url(kind: str) -> str:

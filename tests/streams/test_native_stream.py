@@ -11,7 +11,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import msgpack
@@ -22,19 +21,6 @@ from ipckit import _accel
 from tests.streams._children import PAIRS
 
 BOUND = 30
-PATHS = [pytest.param(True, id="pure")]
-if _accel.built():
-    PATHS.append(pytest.param(False, id="native"))
-
-
-@pytest.fixture(params=PATHS)
-def pure(request: pytest.FixtureRequest) -> Iterator[bool]:
-    was = _accel.core is None
-    _accel.set_pure(request.param)
-    try:
-        yield bool(request.param)
-    finally:
-        _accel.set_pure(was)
 
 
 @pytest.mark.parametrize("backend", sorted(PAIRS))
