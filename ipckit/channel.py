@@ -773,6 +773,7 @@ class MessageView:
         self.serializer_id = serializer_id
         self._in_place = in_place
         self._release: Callable[[bool], None] | None = release
+        self._left_by_error = False  # the with block raised: collected later, no warning
 
     def release(self) -> None:
         """Give the payload back; idempotent. ``data`` is unusable afterwards.
@@ -817,7 +818,20 @@ class MessageView:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.release()
+        if exc is None:
+            self.release()
+            return
+        try:
+            self.release()
+        except BufferError:
+            # The block raised while something made from the data was alive (its
+            # traceback keeps the block's variables): that error is the one to see. The
+            # view is given back when it and those objects are collected.
+            self._left_by_error = True
+            exc.add_note(
+                "ipckit: the MessageView was not given back yet because an array or view "
+                "made from its data is still alive; it is released when they are collected"
+            )
 
     def __del__(self) -> None:
         if getattr(self, "_release", None) is not None:
@@ -827,6 +841,8 @@ class MessageView:
                 pass  # an array made from it lives on: the handle's close() gives it back
             except Exception:  # noqa: S110 - nothing useful to do while collecting garbage
                 pass
+            if getattr(self, "_left_by_error", False):
+                return  # its with block ended by an exception and said so in a note
             warnings.warn(
                 "an ipckit MessageView was never released; use it in a with block "
                 "or call release()",
