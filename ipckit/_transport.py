@@ -19,9 +19,10 @@ from ipckit._framing import Frame
 from ipckit._url import Endpoint, OptionSpec
 
 __all__ = [
-    "Backend",
+    "ConnectionBackend",
     "Capabilities",
     "ListenerTransport",
+    "NamedBackend",
     "OutFrame",
     "Transport",
     "TransportStats",
@@ -134,8 +135,8 @@ class ListenerTransport(Protocol):
         ...
 
 
-class Backend(Protocol):
-    """One transport family, found by URL scheme."""
+class NamedBackend(Protocol):
+    """A transport family whose channels have names: ``ipckit.open()`` (shm, mq, fifo)."""
 
     scheme: str
     #: Options this backend accepts, beyond ``serializer`` and ``max_message_size``.
@@ -144,6 +145,14 @@ class Backend(Protocol):
     def open(self, endpoint: Endpoint, create: bool, options: Mapping[str, Any]) -> Transport:
         """Create (``create=True``) or attach to a named channel."""
         ...
+
+
+class ConnectionBackend(Protocol):
+    """A transport family of connections: ``ipckit.listen()`` and ``ipckit.connect()``."""
+
+    scheme: str
+    #: Options this backend accepts, beyond ``serializer`` and ``max_message_size``.
+    options: Mapping[str, OptionSpec]
 
     def listen(self, endpoint: Endpoint, options: Mapping[str, Any]) -> ListenerTransport:
         """Bind and listen at ``endpoint``."""

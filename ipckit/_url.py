@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
 from ipckit.errors import ConfigurationError
 
 __all__ = [
     "SCHEMES",
+    "Scheme",
     "Endpoint",
     "OptionSpec",
     "check_attach_options",
@@ -26,14 +27,31 @@ __all__ = [
     "resolve_options",
 ]
 
-#: Every scheme ipckit knows, with what it is.
-SCHEMES: Mapping[str, str] = {
-    "shm": "shared-memory ring queue (ipckit.open)",
-    "mq": "POSIX message queue (ipckit.open)",
-    "fifo": "named pipe (ipckit.open)",
-    "unix": "Unix stream socket (ipckit.listen / ipckit.connect)",
-    "tcp": "TCP socket (ipckit.listen / ipckit.connect)",
-    "pipe": "anonymous pipes (ipckit.pipe)",
+
+class Scheme(NamedTuple):
+    """One URL scheme: what it is, how its channels are made, and the module serving it."""
+
+    about: str
+    #: "named": ipckit.open(); "connection": ipckit.listen() and ipckit.connect();
+    #: "pair": made by a function of its own (ipckit.pipe()), no URL form.
+    kind: str
+    module: str
+
+
+#: Every scheme ipckit knows: the one list (a new backend is one line here).
+SCHEMES: Mapping[str, Scheme] = {
+    "shm": Scheme("shared-memory ring queue (ipckit.open)", "named", "ipckit.backends.shm"),
+    "mq": Scheme("POSIX message queue (ipckit.open)", "named", "ipckit.backends.mq"),
+    "fifo": Scheme("named pipe (ipckit.open)", "named", "ipckit.backends.fifo"),
+    "unix": Scheme(
+        "Unix stream socket (ipckit.listen / ipckit.connect)",
+        "connection",
+        "ipckit.backends.socket",
+    ),
+    "tcp": Scheme(
+        "TCP socket (ipckit.listen / ipckit.connect)", "connection", "ipckit.backends.socket"
+    ),
+    "pipe": Scheme("anonymous pipes (ipckit.pipe)", "pair", "ipckit.backends.pipe"),
 }
 
 _UNITS = {
@@ -198,7 +216,7 @@ def parse_url(url: str) -> Endpoint:
         )
     scheme = scheme.lower()
     if scheme not in SCHEMES:
-        known = ", ".join(f"{k}:// ({v})" for k, v in SCHEMES.items())
+        known = ", ".join(f"{k}:// ({v.about})" for k, v in SCHEMES.items())
         raise ConfigurationError(f"unknown scheme {scheme!r} in {url!r}; known schemes: {known}")
     address, _, query_text = rest.partition("?")
     query: dict[str, str] = {}

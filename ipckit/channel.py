@@ -24,8 +24,8 @@ from ipckit._critical import Mutex
 from ipckit._deadline import FOREVER, Deadline
 from ipckit._framing import Frame
 from ipckit._transport import Capabilities, ListenerTransport, OutFrame, Transport
-from ipckit._url import OptionSpec, check_attach_options, parse_url, resolve_options
-from ipckit.backends import get_backend
+from ipckit._url import Endpoint, OptionSpec, check_attach_options, parse_url, resolve_options
+from ipckit.backends import connection_backend, named_backend
 from ipckit.errors import (
     ChannelClosed,
     ConfigurationError,
@@ -935,11 +935,13 @@ class Listener:
 
 
 def _split_options(
-    url: str, kwargs: Mapping[str, Any], verb: str, create: bool = True
-) -> tuple[Any, Any, SerializerSpec, int, dict[str, Any]]:
-    endpoint = parse_url(url)
-    backend = get_backend(endpoint.scheme)
-    specs = {**COMMON_OPTIONS, **backend.options}
+    endpoint: Endpoint,
+    backend_options: Mapping[str, OptionSpec],
+    kwargs: Mapping[str, Any],
+    verb: str,
+    create: bool = True,
+) -> tuple[SerializerSpec, int, dict[str, Any]]:
+    specs = {**COMMON_OPTIONS, **backend_options}
     what = f"{verb}({endpoint.scheme}://...)"
     check_attach_options(specs, [*endpoint.query, *kwargs], create, what)
     opts = resolve_options(endpoint.query, kwargs, specs, what)
@@ -948,7 +950,7 @@ def _split_options(
     max_size = opts.pop("max_message_size")
     if max_size < 1:
         raise ConfigurationError(f"max_message_size must be at least 1 byte, not {max_size}")
-    return endpoint, backend, serializer, max_size, opts
+    return serializer, max_size, opts
 
 
 def open(url: str, *, create: bool = False, **options: Any) -> Channel:  # noqa: A001
@@ -961,21 +963,27 @@ def open(url: str, *, create: bool = False, **options: Any) -> Channel:  # noqa:
         FileNotFoundError: attaching and the name does not exist (:class:`ChannelNotFound`).
         ConfigurationError: an unknown scheme or option, or a bad value.
     """
-    endpoint, backend, serializer, max_size, opts = _split_options(url, options, "open", create)
+    endpoint = parse_url(url)
+    backend = named_backend(endpoint.scheme)
+    serializer, max_size, opts = _split_options(endpoint, backend.options, options, "open", create)
     transport = backend.open(endpoint, create, {**opts, "max_message_size": max_size})
     return Channel(transport, serializer=serializer, max_message_size=max_size)
 
 
 def listen(url: str, **options: Any) -> Listener:
     """Listen on ``unix://PATH``, ``unix://@name`` or ``tcp://HOST:PORT``."""
-    endpoint, backend, serializer, max_size, opts = _split_options(url, options, "listen")
+    endpoint = parse_url(url)
+    backend = connection_backend(endpoint.scheme, "listen")
+    serializer, max_size, opts = _split_options(endpoint, backend.options, options, "listen")
     transport = backend.listen(endpoint, {**opts, "max_message_size": max_size})
     return Listener(transport, serializer, max_size)
 
 
 def connect(url: str, *, timeout: float | None = None, **options: Any) -> Channel:
     """Connect to a listener; ``timeout`` bounds the connection and the handshake."""
-    endpoint, backend, serializer, max_size, opts = _split_options(url, options, "connect")
+    endpoint = parse_url(url)
+    backend = connection_backend(endpoint.scheme, "connect")
+    serializer, max_size, opts = _split_options(endpoint, backend.options, options, "connect")
     deadline = FOREVER if timeout is None else Deadline(timeout)
     transport = backend.connect(endpoint, {**opts, "max_message_size": max_size}, deadline)
     return Channel(transport, serializer=serializer, max_message_size=max_size)

@@ -1,7 +1,7 @@
 """Every ipckit transport as a contender, found at run time.
 
 Backends land one by one; a scheme whose backend module is missing (a
-``ConfigurationError`` from :func:`ipckit.backends.get_backend`, or an import
+``ConfigurationError`` from :func:`ipckit.backends.load_backend`, or an import
 error) is listed as skipped, so the bench picks each new backend up the day it
 exists. Byte messages go through ``send_bytes``/``recv_bytes`` (serializer
 bypassed): those workloads measure transports, not msgpack. The ``small-dict``
@@ -36,7 +36,7 @@ from ipckit._bench.contender import (
 )
 from ipckit._bench.peers import BATCH, _batch_supports
 from ipckit._framing import HEADER_SIZE
-from ipckit.backends import get_backend
+from ipckit.backends import load_backend
 from ipckit.errors import ConfigurationError
 from ipckit.testing import unique_name
 
@@ -142,7 +142,7 @@ class ChannelEndpoint(Endpoint):
 
 def _probe_scheme(scheme: str) -> str | None:
     try:
-        get_backend(scheme)
+        load_backend(scheme)
     except ConfigurationError as exc:
         if "not available" in str(exc):
             return "not available"
@@ -221,7 +221,7 @@ class _NamedLink(Link):
 
     def endpoint(self, role: Role, index: int) -> Endpoint:
         urls = [ch.url for ch in self._created]
-        specs = get_backend(self._scheme).options
+        specs = load_backend(self._scheme).options
         # Attachers get the creator's ring size and mode: passing them is an error.
         attach = {
             k: v for k, v in self._options.items() if not (k in specs and specs[k].creator_only)
@@ -278,7 +278,7 @@ def spin_value() -> Any:
 
     Returns ``None`` when the shm backend has no ``spin`` option.
     """
-    spec = get_backend("shm").options.get("spin")
+    spec = load_backend("shm").options.get("spin")
     if spec is None:
         return None
     return {"bool": True, "int": 1000, "float": 50e-6, "str": "50us"}.get(spec.kind, True)

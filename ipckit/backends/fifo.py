@@ -35,10 +35,9 @@ from typing import Any
 
 from typing_extensions import Buffer
 
-from ipckit._deadline import Deadline
 from ipckit._names import check_path
 from ipckit._oserror import os_error_to_ipc
-from ipckit._transport import Capabilities, ListenerTransport, Transport, TransportStats
+from ipckit._transport import Capabilities, NamedBackend, Transport, TransportStats
 from ipckit._url import Endpoint, OptionSpec
 from ipckit.backends._qstate import QueueState
 from ipckit.backends._queue import QueueTransport
@@ -296,15 +295,5 @@ class FifoBackend:
         """Create (``mkfifo``, mode 0600) or attach to the FIFO at the URL's path."""
         return FifoTransport(endpoint.address, endpoint.url, create, options)
 
-    def listen(self, endpoint: Endpoint, options: Mapping[str, Any]) -> ListenerTransport:
-        """Not supported: FIFOs are named queues."""
-        raise ConfigurationError("fifo:// is a named queue: use ipckit.open(), not listen()")
 
-    def connect(
-        self, endpoint: Endpoint, options: Mapping[str, Any], deadline: Deadline
-    ) -> Transport:
-        """Not supported: FIFOs are named queues."""
-        raise ConfigurationError("fifo:// is a named queue: use ipckit.open(), not connect()")
-
-
-BACKENDS: dict[str, Any] = {"fifo": FifoBackend()}
+BACKENDS: dict[str, NamedBackend] = {"fifo": FifoBackend()}

@@ -31,7 +31,7 @@ from ipckit._framing import FLAG_EOS, encode_header
 from ipckit._names import check_names
 from ipckit._oob import SHM_DIR
 from ipckit._oserror import os_error_to_ipc
-from ipckit._transport import Capabilities, ListenerTransport, Transport, TransportStats
+from ipckit._transport import Capabilities, NamedBackend, Transport, TransportStats
 from ipckit._url import Endpoint, OptionSpec
 from ipckit.backends._qstate import QueueState
 from ipckit.backends._queue import SLICE, QueueTransport
@@ -435,15 +435,5 @@ class MqBackend:
         """Create (mode 0600) or attach to the POSIX message queue ``/NAME``."""
         return MqTransport(endpoint.address, endpoint.url, create, options)
 
-    def listen(self, endpoint: Endpoint, options: Mapping[str, Any]) -> ListenerTransport:
-        """Not supported: message queues are named queues."""
-        raise ConfigurationError("mq:// is a named queue: use ipckit.open(), not listen()")
 
-    def connect(
-        self, endpoint: Endpoint, options: Mapping[str, Any], deadline: Deadline
-    ) -> Transport:
-        """Not supported: message queues are named queues."""
-        raise ConfigurationError("mq:// is a named queue: use ipckit.open(), not connect()")
-
-
-BACKENDS: dict[str, Any] = {"mq": MqBackend()}
+BACKENDS: dict[str, NamedBackend] = {"mq": MqBackend()}

@@ -15,7 +15,7 @@ from typing import Any
 from ipckit._transport import Capabilities
 from ipckit.backends._stream import StreamTransport
 
-__all__ = ["BACKENDS", "PIPE_CAPABILITIES", "make_pipe_pair"]
+__all__ = ["PIPE_CAPABILITIES", "make_pipe_pair"]
 
 PIPE_CAPABILITIES = Capabilities(
     native_message_size=None,
@@ -27,8 +27,6 @@ PIPE_CAPABILITIES = Capabilities(
 
 #: Kernel pipe buffer we ask for: fewer wake-ups under load (the default is 64 KiB).
 _PIPE_SIZE = 1024 * 1024
-
-BACKENDS: dict[str, Any] = {}  # pipes are made by ipckit.pipe(), not by URL
 
 
 def _grow(fd: int) -> None:

@@ -38,7 +38,7 @@ from ipckit._framing import FLAG_OOB, Frame
 from ipckit._names import check_names
 from ipckit._oserror import no_space_error, os_error_to_ipc, translate_os_errors
 from ipckit._sync import WAIT_SLICE, Doorbell, LockBusy, RobustLock
-from ipckit._transport import Capabilities, OutFrame, TransportStats
+from ipckit._transport import Capabilities, NamedBackend, OutFrame, TransportStats
 from ipckit._url import Endpoint, OptionSpec
 from ipckit.backends import _ring as ring
 from ipckit.errors import (
@@ -1135,13 +1135,5 @@ class ShmBackend:
             mode=int(options["mode"]),
         )
 
-    def listen(self, endpoint: Endpoint, options: Mapping[str, Any]) -> Any:
-        """Not supported: shared-memory channels are opened by name."""
-        raise ConfigurationError("shm:// channels are opened with ipckit.open(), not listen()")
 
-    def connect(self, endpoint: Endpoint, options: Mapping[str, Any], deadline: Deadline) -> Any:
-        """Not supported: shared-memory channels are opened by name."""
-        raise ConfigurationError("shm:// channels are opened with ipckit.open(), not connect()")
-
-
-BACKENDS = {"shm": ShmBackend()}
+BACKENDS: dict[str, NamedBackend] = {"shm": ShmBackend()}

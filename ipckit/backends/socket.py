@@ -32,7 +32,7 @@ from typing import Any
 
 from ipckit._deadline import Deadline
 from ipckit._oserror import os_error_to_ipc, translate_os_errors
-from ipckit._transport import Transport
+from ipckit._transport import ConnectionBackend, Transport
 from ipckit._url import Endpoint, OptionSpec
 from ipckit.backends._handshake import client_handshake
 from ipckit.backends._listener import SocketListener, check_authkey, configure_tcp, peer_uid
@@ -352,13 +352,6 @@ class SocketBackend:
         self.scheme = scheme
         self.options = options
 
-    def open(self, endpoint: Endpoint, create: bool, options: Mapping[str, Any]) -> Transport:
-        """Not supported: sockets are connections, not named queues."""
-        raise ConfigurationError(
-            f"{self.scheme}:// is a connection: use ipckit.listen() and ipckit.connect(), "
-            "not open()"
-        )
-
     def listen(self, endpoint: Endpoint, options: Mapping[str, Any]) -> SocketListener:
         """Bind and listen."""
         with translate_os_errors(f"listening on {endpoint.url}"):
@@ -376,7 +369,7 @@ class SocketBackend:
             return _connect_tcp(endpoint, options, deadline)
 
 
-BACKENDS: dict[str, Any] = {
+BACKENDS: dict[str, ConnectionBackend] = {
     "unix": SocketBackend("unix", UNIX_OPTIONS),
     "tcp": SocketBackend("tcp", TCP_OPTIONS),
 }
