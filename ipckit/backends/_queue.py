@@ -58,7 +58,7 @@ from ipckit._transport import Capabilities, OutFrame, TransportStats
 from ipckit.backends._qstate import SHUT_BYTE as _SHUT_BYTE
 from ipckit.backends._qstate import QueueState
 from ipckit.backends._readiness import Readiness
-from ipckit.backends._wake import Waker
+from ipckit.backends._wake import Waits
 from ipckit.errors import (
     ChannelClosed,
     ConfigurationError,
@@ -82,7 +82,7 @@ PUT_BACK_WAIT = 1.0
 _live: weakref.WeakSet[QueueTransport] = weakref.WeakSet()
 
 
-class QueueTransport:
+class QueueTransport(Waits):
     """Base for named queue transports; subclasses move units through the kernel."""
 
     capabilities: Capabilities
@@ -125,11 +125,8 @@ class QueueTransport:
         # A corrupt unit met after whole frames were taken: raised once those are out.
         self._deferred: ProtocolError | None = None
         self._shut = False
-        self._interrupted = False
-        self._waker = Waker()
+        self._init_waits()
         self._readiness = Readiness()
-        self._rpoll: select.poll | None = None
-        self._wpoll: select.poll | None = None
         self._probe = select.poll()
         self._probe.register(fd, _POLLIN)
         #: The C core's never-waiting paths (ipckit._core.Queue), or None; subclasses
@@ -197,24 +194,9 @@ class QueueTransport:
 
     # -- waiting ----------------------------------------------------------------------
 
-    def _ensure_wake(self) -> int:
-        if self._waker.stale():
-            self._rpoll = self._wpoll = None  # registered with the parent's descriptor
-        return self._waker.fd()
-
     def _wait(self, events: int, deadline: Deadline) -> bool:
         """Sleep until the queue may be ready, a wake-up or one slice; False on timeout."""
-        reading = events == _POLLIN
-        poller = self._rpoll if reading else self._wpoll
-        if poller is None or self._waker.stale():
-            wake = self._ensure_wake()
-            poller = select.poll()
-            poller.register(self._fd, events)
-            poller.register(wake, _POLLIN)
-            if reading:
-                self._rpoll = poller
-            else:
-                self._wpoll = poller
+        poller = self._poller(self._fd, events)
         if self._interrupted:
             raise HandleClosed(f"this handle on {self.url} was closed")
         if deadline.expired():
@@ -452,13 +434,6 @@ class QueueTransport:
             pass
         self._waker.signal()
 
-    def interrupt(self) -> None:
-        """Wake blocked calls on this handle so they raise ``HandleClosed``."""
-        self._interrupted = True
-        if self.native_core is not None:
-            self.native_core.stop()
-        self._waker.signal()
-
     def _put_back(self) -> None:
         """Write the frames this handle took but did not hand out back into the queue.
 
@@ -509,7 +484,7 @@ class QueueTransport:
         _live.discard(self)
         if self.native_core is not None:
             self.native_core.stop()  # before the descriptor number can be reused
-        self._rpoll = self._wpoll = None
+        self._forget_polls()
         try:
             self._put_back()
         finally:

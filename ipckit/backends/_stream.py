@@ -53,7 +53,7 @@ from ipckit._oserror import os_error_to_ipc
 from ipckit._transport import Capabilities, OutFrame, TransportStats
 from ipckit.backends._fdshare import Offers
 from ipckit.backends._readiness import Readiness
-from ipckit.backends._wake import Waker
+from ipckit.backends._wake import Waits
 from ipckit.errors import ChannelClosed, Empty, Full, HandleClosed, ProtocolError
 
 __all__ = ["StreamTransport"]
@@ -97,7 +97,7 @@ def _ms(deadline: Deadline) -> int | None:
     return int(left * 1000) + (0 if left * 1000 == int(left * 1000) else 1)
 
 
-class StreamTransport:
+class StreamTransport(Waits):
     """A duplex (or one-way) frame transport over stream descriptors.
 
     ``rfd``/``wfd`` may be the same descriptor (a socket) or two (a pipe pair);
@@ -174,7 +174,6 @@ class StreamTransport:
         self._broken: ProtocolError | None = None
         self._shut = False  # shutdown() was called on this handle
         self._eos_sent = False
-        self._interrupted = False
         self._writing = False  # the sender's claim; see the module docstring
         self._wtorn = False  # part of a frame may be out and the rest not
         # Bytes written since the batch began, cumulative, appended by the same C call
@@ -184,11 +183,9 @@ class StreamTransport:
         # Byte counts read but not yet recorded by the decoder, appended by the same C
         # call that reads; the decoder takes each exactly once (FrameDecoder.commit_from).
         self._rlog: list[int] = []
-        self._waker = Waker()
+        self._init_waits()
         self._flag = Readiness()
         self._offers = Offers()
-        self._rpoll: select.poll | None = None
-        self._wpoll: select.poll | None = None
         # The C core's never-waiting paths (ipckit._core.Stream), or None. It reads and
         # sets this object's fields above, so both paths share one state. Not for
         # layers that must see every byte or frame (TLS, the no-pickle check).
@@ -214,27 +211,9 @@ class StreamTransport:
 
     # -- waiting ----------------------------------------------------------------------
 
-    def _ensure_wake(self) -> int:
-        if self._waker.stale():
-            self._rpoll = self._wpoll = None  # registered with the parent's descriptor
-        return self._waker.fd()
-
-    def _poller(self, fd: int, events: int, reading: bool) -> select.poll:
-        wake = self._ensure_wake()
-        poller = self._rpoll if reading else self._wpoll
-        if poller is None:
-            poller = select.poll()
-            poller.register(fd, events)
-            poller.register(wake, _POLLIN)
-            if reading:
-                self._rpoll = poller
-            else:
-                self._wpoll = poller
-        return poller
-
     def _wait(self, fd: int, events: int, deadline: Deadline, reading: bool) -> bool:
         """Wait until ``fd`` is ready; False on timeout. Raises on interrupt."""
-        poller = self._poller(fd, events, reading)
+        poller = self._poller(fd, events)
         while True:
             if self._interrupted:
                 raise HandleClosed(f"this handle on {self.url} was closed")
@@ -573,7 +552,7 @@ class StreamTransport:
 
     def _wait_writable(self, wfd: int, deadline: Deadline) -> bool:
         """Wait until ``wfd`` takes bytes (or fails); False when ``deadline`` passes."""
-        poller = self._poller(wfd, _POLLOUT, False)
+        poller = self._poller(wfd, _POLLOUT)
         while True:
             ready = poller.poll(_ms(deadline))
             if not ready and deadline.expired():
@@ -609,7 +588,7 @@ class StreamTransport:
 
     def _close_write(self) -> None:
         wfd, self._wfd = self._wfd, None
-        self._wpoll = None
+        self._forget_polls()
         if wfd is None:
             return
         if wfd != self._rfd:
@@ -637,20 +616,13 @@ class StreamTransport:
         if self._flag.armed:
             self._sync_flag()
 
-    def interrupt(self) -> None:
-        """Wake blocked calls on this handle so they raise ``HandleClosed``."""
-        self._interrupted = True
-        if self.native_core is not None:
-            self.native_core.stop()
-        self._waker.signal()
-
     def close(self) -> None:
         """Close every descriptor this handle owns."""
         if self.native_core is not None:
             self.native_core.stop()  # before the descriptor numbers can be reused
         rfd, wfd = self._rfd, self._wfd
         self._rfd = self._wfd = None
-        self._rpoll = self._wpoll = None
+        self._forget_polls()
         self._offers.revoke()
         self._flag.close()
         self._waker.close()

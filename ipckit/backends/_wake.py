@@ -9,8 +9,10 @@ first use in a new process makes a fresh one.
 from __future__ import annotations
 
 import os
+import select
+from typing import Any
 
-__all__ = ["Waker"]
+__all__ = ["Waits", "Waker"]
 
 
 class Waker:
@@ -57,3 +59,51 @@ class Waker:
                 os.close(fds.pop())
         fds.clear()
         self._pid = -1
+
+
+class Waits:
+    """The waiting that every descriptor transport shares (streams and named queues).
+
+    A per-handle :class:`Waker` and ``select.poll`` objects over a descriptor and the
+    waker's eventfd, one per (descriptor, events) and remade after ``fork``; and
+    ``interrupt()``, which marks the handle and wakes every wait on it. The C core's
+    own waits poll the same eventfd (it asks :meth:`_ensure_wake`) and read the same
+    ``_interrupted`` flag, so one ``interrupt()`` ends both. A transport calls
+    :meth:`_init_waits` in its ``__init__``.
+    """
+
+    _interrupted: bool
+    native_core: Any
+
+    def _init_waits(self) -> None:
+        self._interrupted = False
+        self._waker = Waker()
+        self._polls: dict[tuple[int, int], select.poll] = {}
+
+    def _ensure_wake(self) -> int:
+        """The wake-up descriptor of this process (a new one after fork)."""
+        if self._waker.stale():
+            self._polls.clear()  # registered with the parent's descriptor
+        return self._waker.fd()
+
+    def _poller(self, fd: int, events: int) -> select.poll:
+        """A poll object over ``fd`` (for ``events``) and the wake-up descriptor."""
+        wake = self._ensure_wake()
+        poller = self._polls.get((fd, events))
+        if poller is None:
+            poller = select.poll()
+            poller.register(fd, events)
+            poller.register(wake, select.POLLIN)
+            self._polls[(fd, events)] = poller
+        return poller
+
+    def _forget_polls(self) -> None:
+        """Drop the poll objects (a descriptor is closing)."""
+        self._polls.clear()
+
+    def interrupt(self) -> None:
+        """Wake blocked calls on this handle so they raise ``HandleClosed``."""
+        self._interrupted = True
+        if self.native_core is not None:
+            self.native_core.stop()
+        self._waker.signal()
