@@ -128,6 +128,22 @@ def _run(side: Any) -> tuple[threading.Thread, list[BaseException]]:
     return thread, errors
 
 
+def _replay(peer: socket.socket, messages: list[list[str]], peer_is: str, name: str) -> None:
+    """Play ``peer_is``'s side of a transcript; check every byte the other side sends."""
+    peer.settimeout(BOUND)
+    for who, data in messages:
+        expected = _b(data)
+        if who == peer_is:
+            peer.sendall(expected)
+            continue
+        got = b""
+        while len(got) < len(expected):
+            chunk = peer.recv(len(expected) - len(got))
+            assert chunk, f"{name}: ipckit stopped early after {got.hex()}"
+            got += chunk
+        assert got == expected, name
+
+
 @pytest.mark.parametrize("name", sorted(TRANSCRIPTS))
 def test_ipckit_server_says_what_the_transcript_says(
     name: str, monkeypatch: pytest.MonkeyPatch
@@ -142,18 +158,7 @@ def test_ipckit_server_says_what_the_transcript_says(
             thread, errors = _run(
                 lambda: _handshake.server_handshake(ours, _key(case["server_key"]), Deadline(BOUND))
             )
-        peer.settimeout(BOUND)
-        for who, data in case["messages"]:
-            expected = _b(data)
-            if who == "client":
-                peer.sendall(expected)
-            else:
-                got = b""
-                while len(got) < len(expected):
-                    chunk = peer.recv(len(expected) - len(got))
-                    assert chunk, f"{name}: the server stopped early after {got.hex()}"
-                    got += chunk
-                assert got == expected, name
+        _replay(peer, case["messages"], "client", name)
         connected = case["outcome"] == "connected" or case["server_key"] is None
         if not connected:
             peer.shutdown(socket.SHUT_RDWR)  # the client gives up, as the transcript says
@@ -179,18 +184,7 @@ def test_ipckit_client_says_what_the_transcript_says(
         thread, errors = _run(
             lambda: _handshake.client_handshake(ours, client_key, Deadline(BOUND), "vectors")
         )
-        peer.settimeout(BOUND)
-        for who, data in case["messages"]:
-            expected = _b(data)
-            if who == "server":
-                peer.sendall(expected)
-            else:
-                got = b""
-                while len(got) < len(expected):
-                    chunk = peer.recv(len(expected) - len(got))
-                    assert chunk, f"{name}: the client stopped early after {got.hex()}"
-                    got += chunk
-                assert got == expected, name
+        _replay(peer, case["messages"], "server", name)
         thread.join(BOUND)
         assert (not errors) == (case["outcome"] == "connected"), (name, errors)
         if errors:
