@@ -51,3 +51,10 @@ def test_every_example_is_listed_in_the_docs(page: str) -> None:
     files = {p.name for p in EXAMPLES}
     assert files <= listed, f"{page} does not list {sorted(files - listed)}"
     assert listed <= files, f"{page} lists examples that do not exist: {sorted(listed - files)}"
+
+
+def test_the_docs_site_includes_every_example() -> None:
+    # docs/examples.md includes the files (pymdownx.snippets), so the site shows them as they are.
+    text = (EXAMPLES_DIR.parent / "docs" / "examples.md").read_text()
+    included = set(re.findall(r'--8<-- "examples/([\w.]+)"', text))
+    assert {p.name for p in EXAMPLES} <= included, sorted({p.name for p in EXAMPLES} - included)
