@@ -48,6 +48,7 @@ typedef struct {
     int stopped;
     int saw_oob;
     int may_wait;       /* block in C (no spin= configured: the pure path spins) */
+    int busy;           /* threads in a GIL-free stretch, using the semaphores and segment */
     uint64_t seen_head; /* the head when a send last found no room */
 } Ring;
 
@@ -338,11 +339,13 @@ static int take_briefly(Ring *r, const lock_words *k)
     struct timespec until;
     abs_after(&until, 1.0);
     int rc;
+    r->busy++;
     Py_BEGIN_ALLOW_THREADS
     do
         rc = sem_timedwait(r->sems[k->sem], &until);
     while (rc != 0 && errno == EINTR);
     Py_END_ALLOW_THREADS
+    r->busy--;
     if (rc != 0)
         return 0;
     /* Taken by sem_timedwait: record the owner as take() does. */
@@ -378,6 +381,7 @@ static int changed(Ring *r, int sending)
 static int spin_for_change(Ring *r, int sending)
 {
     int seen = 0;
+    r->busy++;
     Py_BEGIN_ALLOW_THREADS
     double until = now() + SPIN_SECONDS;
     for (unsigned turn = 1; !(seen = changed(r, sending)); turn++) {
@@ -389,6 +393,7 @@ static int spin_for_change(Ring *r, int sending)
         }
     }
     Py_END_ALLOW_THREADS
+    r->busy--;
     return seen;
 }
 
@@ -420,10 +425,12 @@ static int ring_wait(ik_endpoint *ep, int sending, double seconds)
     abs_after(&until, seconds < WAIT_SLICE ? seconds : WAIT_SLICE);
     double started = now();
     int rc, err;
+    r->busy++;
     Py_BEGIN_ALLOW_THREADS
     rc = sem_timedwait(r->sems[sending ? SPACE : ITEMS], &until);
     err = errno;
     Py_END_ALLOW_THREADS
+    r->busy--;
     double slept = now() - started;
     if (usable(r) && take_briefly(r, k)) {
         uint32_t waiting = ld32(r, waiters_at);
@@ -483,6 +490,23 @@ static void close_sems(Ring *r)
 static void release_all(Ring *r)
 {
     r->stopped = 1;
+    if (r->busy) {
+        /* Another thread sleeps in ring_wait with the GIL released, on these semaphores
+         * and this segment (close() from another thread): wake it and let it leave
+         * before they are closed and unmapped. A spare doorbell only makes a waiter
+         * look again. Still inside after a second: keep them (a leak, not a crash). */
+        for (int bell = ITEMS; bell <= SPACE; bell++)
+            if (r->sems[bell] != NULL)
+                sem_post(r->sems[bell]);
+        struct timespec pause = {0, 250000};
+        for (int i = 0; r->busy && i < 4000; i++) {
+            Py_BEGIN_ALLOW_THREADS
+            nanosleep(&pause, NULL);
+            Py_END_ALLOW_THREADS
+        }
+        if (r->busy)
+            return;
+    }
     if (r->have_view) {
         r->have_view = 0;
         r->base = NULL;

@@ -150,3 +150,35 @@ def test_a_message_from_another_thread_wakes_a_blocked_receive(backend: str, pur
         assert 0.19 <= time.monotonic() - start < BOUND  # the deadline is kept
     finally:
         _closing(a, b)
+
+
+def _receive_until_closed(ch: ipckit.Channel, ended: list[BaseException]) -> None:
+    try:
+        ch.recv(timeout=BOUND)
+    except (ipckit.HandleClosed, ipckit.ChannelClosed) as exc:
+        ended.append(exc)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_close_while_threads_sleep_in_a_receive_frees_nothing_under_them(
+    backend: str, pure: bool
+) -> None:
+    # Native waits sleep with the GIL released on the handle's semaphores, segment or
+    # descriptors; close() from another thread must wake them before it releases those
+    # (a use-after-free here is a crash, not a failed assertion).
+    for trial in range(15):
+        a, b = _pair(backend)
+        ended: list[BaseException] = []
+        threads = [
+            threading.Thread(target=_receive_until_closed, args=(b, ended)) for _ in range(3)
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(0.002 * (trial % 5))
+        b.close()
+        for t in threads:
+            t.join(BOUND)
+        assert not any(t.is_alive() for t in threads)
+        assert len(ended) == 3, ended
+        a.close()
+        a.unlink()
