@@ -381,10 +381,15 @@ static int changed(Ring *r, int sending)
 static int spin_for_change(Ring *r, int sending)
 {
     int seen = 0;
+    /* Watch one word, the one the other side writes: the tail for a receiver (the ring
+     * was empty), the head for a sender; reading both would pull two cache lines from
+     * the other CPU on every turn. */
+    size_t word = sending ? IK_HEAD : IK_TAIL;
+    uint64_t was = sending ? r->seen_head : ld64(r, IK_HEAD);
     r->busy++;
     Py_BEGIN_ALLOW_THREADS
     double until = now() + SPIN_SECONDS;
-    for (unsigned turn = 1; !(seen = changed(r, sending)); turn++) {
+    for (unsigned turn = 1; !(seen = ld64(r, word) != was); turn++) {
         cpu_relax();
         if (turn % 64 == 0) {
             if (now() >= until)
