@@ -13,6 +13,7 @@ static PyObject *str_end;     /* "_end": when an ipckit._deadline.Deadline expir
 static PyObject *str_ready;   /* "_ready": a transport's deque of decoded frames */
 static PyObject *str_append;  /* its methods */
 static PyObject *str_popleft;
+static PyObject *str_ensure_wake; /* "_ensure_wake": Waits' wake-up descriptor */
 
 int ik_intern(PyObject **const slots[], const char *const names[], size_t n)
 {
@@ -26,8 +27,9 @@ int ik_intern(PyObject **const slots[], const char *const names[], size_t n)
 
 int ik_endpoint_module_init(void)
 {
-    PyObject **const slots[] = {&str_owner, &str_end, &str_ready, &str_append, &str_popleft};
-    const char *const names[] = {"owner", "_end", "_ready", "append", "popleft"};
+    PyObject **const slots[] = {&str_owner,   &str_end,     &str_ready,
+                                &str_append,  &str_popleft, &str_ensure_wake};
+    const char *const names[] = {"owner", "_end", "_ready", "append", "popleft", "_ensure_wake"};
     return ik_intern(slots, names, sizeof(names) / sizeof(names[0]));
 }
 
@@ -179,6 +181,20 @@ int ik_poll_wait(int fd, int sending, int wake_fd, double seconds)
     if (wake_fd >= 0 && p[1].revents)
         return 0; /* interrupt() or shutdown(): the pure path says what happened */
     return 1;
+}
+
+int ik_served_poll(PyObject *transport, int fd, int sending, double seconds)
+{
+    PyObject *w = PyObject_CallMethodNoArgs(transport, str_ensure_wake);
+    if (w == NULL)
+        return -1; /* a signal handler raised in it: nothing was taken */
+    long wake = PyLong_CheckExact(w) ? PyLong_AsLong(w) : -1;
+    Py_DECREF(w);
+    if (wake < 0 || wake > INT_MAX) {
+        PyErr_Clear();
+        return 0;
+    }
+    return ik_poll_wait(fd, sending, (int)wake, seconds);
 }
 
 /* take, waiting while the kernel would block, until `dl` passes. */

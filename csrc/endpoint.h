@@ -113,6 +113,9 @@ Py_ssize_t ik_take_ready(PyObject *ready, PyObject *popleft, PyObject *out, Py_s
  * with the GIL released; the result as for ik_endpoint_ops.wait. Pending signal
  * handlers run first, so a Ctrl-C that came just before is not slept through. */
 int ik_poll_wait(int fd, int sending, int wake_fd, double seconds);
+/* ik_poll_wait on `fd` and the wake-up descriptor of a transport of ipckit/backends/_wake.Waits
+ * (its _ensure_wake() makes one per process); the caller holds `transport` alive. */
+int ik_served_poll(PyObject *transport, int fd, int sending, double seconds);
 /* True when nobody holds the Channel mutex. */
 int ik_mutex_free(PyObject *mutex);
 

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static PyObject *q_ensure_wake, *q_deferred, *q_fd, *q_shut, *q_eos, *q_interrupted, *q_flag,
+static PyObject *q_deferred, *q_fd, *q_shut, *q_eos, *q_interrupted, *q_flag,
     *q_ready, *q_readiness, *q_armed, *q_take;
 
 typedef struct {
@@ -241,18 +241,8 @@ static int queue_wait(ik_endpoint *ep, int sending, double seconds)
         return 0;
     int fd = live_fd(q);
     int r = 0;
-    if (fd >= 0 && !channel_shut(q) && field(q, q_deferred) == Py_None) {
-        PyObject *w = PyObject_CallMethodNoArgs(t, q_ensure_wake);
-        long wake = w != NULL && PyLong_CheckExact(w) ? PyLong_AsLong(w) : -1;
-        Py_XDECREF(w);
-        if (w == NULL)
-            r = -1;
-        else if (wake >= 0 && wake <= INT_MAX)
-            r = ik_poll_wait(fd, sending, (int)wake,
-                             seconds < QUEUE_SLICE ? seconds : QUEUE_SLICE);
-        else
-            PyErr_Clear();
-    }
+    if (fd >= 0 && !channel_shut(q) && field(q, q_deferred) == Py_None)
+        r = ik_served_poll(t, fd, sending, seconds < QUEUE_SLICE ? seconds : QUEUE_SLICE);
     Py_DECREF(t);
     return r;
 }
@@ -345,10 +335,10 @@ PyTypeObject ik_QueueType = {
 
 int ik_queue_module_init(void)
 {
-    PyObject **const slots[] = {&q_ensure_wake, &q_deferred, &q_fd,         &q_shut,
+    PyObject **const slots[] = {&q_deferred, &q_fd,         &q_shut,
                                 &q_eos,         &q_flag,     &q_readiness,  &q_armed,
                                 &q_take,        &q_ready,    &q_interrupted};
-    const char *const names[] = {"_ensure_wake", "_deferred", "_fd",         "_shut",
+    const char *const names[] = {"_deferred", "_fd",         "_shut",
                                  "_eos",         "_flag",     "_readiness",  "armed",
                                  "_take_judged", "_ready",    "_interrupted"};
     return ik_intern(slots, names, sizeof(names) / sizeof(names[0]));

@@ -35,7 +35,7 @@
 /* Frames per write: each at least a header, the write at most `whole` bytes. */
 #define MAX_GROUP ((int)(PIPE_BUF / IK_HEADER_SIZE))
 
-static PyObject *s_interrupted, *s_ensure_wake, *s_wfd, *s_rfd, *s_wtorn, *s_writing, *s_shut,
+static PyObject *s_interrupted, *s_wfd, *s_rfd, *s_wtorn, *s_writing, *s_shut,
     *s_eof, *s_broken, *s_rlog, *s_ready, *s_flag, *s_armed;
 
 /* -- Decoder -------------------------------------------------------------------------- */
@@ -619,19 +619,7 @@ static int stream_wait(ik_endpoint *ep, int sending, double seconds)
                 is_false(s, s_interrupted) &&
                 (sending ? is_false(s, s_wtorn) && is_false(s, s_writing)
                          : field(s, s_broken) == Py_None);
-    int r = 0;
-    if (quiet) {
-        /* The wake-up descriptor is made per process (after fork, a new one). */
-        PyObject *w = PyObject_CallMethodNoArgs(t, s_ensure_wake);
-        long wake = w != NULL && PyLong_CheckExact(w) ? PyLong_AsLong(w) : -1;
-        Py_XDECREF(w);
-        if (w == NULL)
-            r = -1;
-        else if (wake >= 0 && wake <= INT_MAX)
-            r = ik_poll_wait(fd, sending, (int)wake, seconds); /* t stays alive meanwhile */
-        else
-            PyErr_Clear();
-    }
+    int r = quiet ? ik_served_poll(t, fd, sending, seconds) : 0;
     Py_DECREF(t);
     return r;
 }
@@ -708,11 +696,11 @@ PyTypeObject ik_StreamType = {
 
 int ik_stream_module_init(void)
 {
-    PyObject **const slots[] = {&s_interrupted, &s_ensure_wake, &s_wfd,   &s_rfd,
+    PyObject **const slots[] = {&s_interrupted, &s_wfd,   &s_rfd,
                                 &s_wtorn,       &s_writing,     &s_shut,  &s_eof,
                                 &s_broken,      &s_rlog,        &s_ready, &s_flag,
                                 &s_armed};
-    const char *const names[] = {"_interrupted", "_ensure_wake", "_wfd",   "_rfd",
+    const char *const names[] = {"_interrupted", "_wfd",   "_rfd",
                                  "_wtorn",       "_writing",     "_shut",  "_eof",
                                  "_broken",      "_rlog",        "_ready", "_flag",
                                  "armed"};
