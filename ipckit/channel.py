@@ -182,9 +182,9 @@ class Channel:
         # Frames taken from the transport but not yet handed out: a batch whose decoding
         # failed part-way keeps the rest here for the next receive, so none is lost.
         self._pending: list[Frame] = []
-        # The C core's never-waiting paths (shm:// with ipckit.native), or None. Each
-        # fast call below either does the whole operation or nothing, and then the
-        # pure path runs: same checks, same errors, same waits.
+        # The transport's C core (ipckit.native), or None. Each fast call below does the
+        # whole operation (waiting in C while the kernel would block) or nothing, and
+        # then the pure path runs with the same deadline: same checks, same errors.
         self._core: Any = getattr(transport, "native_core", None)
         if self._core is not None:
             codec = getattr(ser, "native_codec", None)
