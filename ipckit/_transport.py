@@ -17,6 +17,7 @@ from typing_extensions import Buffer
 from ipckit._deadline import Deadline
 from ipckit._framing import Frame
 from ipckit._url import Endpoint, OptionSpec
+from ipckit.errors import Full
 
 __all__ = [
     "ConnectionBackend",
@@ -24,6 +25,8 @@ __all__ = [
     "ListenerTransport",
     "NamedBackend",
     "OutFrame",
+    "Ready",
+    "SendParked",
     "Transport",
     "TransportStats",
 ]
@@ -62,6 +65,49 @@ class TransportStats:
     capacity: int | None = None
     high_water: int | None = None
     extra: Mapping[str, int | float | str] = field(default_factory=dict)
+
+
+class SendParked(Full):
+    """A send stopped in the middle of a frame because the kernel would block.
+
+    Raised only by a transport whose ``park_mid_frame`` is true (``ipckit.aio``
+    sets it on the transports it owns): the frame's first bytes are out, so the
+    transport keeps the rest and stays claimed for sending until
+    :meth:`Transport.resume_send` finishes it. ``sent`` counts the frames before
+    it that went out whole and ``nbytes`` the parked frame's payload size. Never
+    reaches users.
+    """
+
+    def __init__(self, message: str, *, sent: int, nbytes: int) -> None:
+        super().__init__(message, sent=sent)
+        self.nbytes = nbytes
+
+
+class Ready(Protocol):
+    """One wait of an event loop on a transport: the readiness hook of ``ipckit.aio``.
+
+    The loop watches ``fd`` (for writing when ``writable``), after :meth:`park`
+    said the wait is needed, and tries the call again (non-blocking) when the
+    descriptor fires, after ``recheck`` seconds at the latest when that is not
+    ``None`` (a wake-up that no descriptor carries: a peer that died, a shutdown
+    in another process while a queue was full).
+    """
+
+    fd: int
+    writable: bool
+    recheck: float | None
+
+    def park(self) -> bool:
+        """Count this wait where peers look before they signal; False: ready now, do not wait."""
+        ...
+
+    def unpark(self) -> None:
+        """End the wait (woken, timed out or cancelled): drain the descriptor, uncount."""
+        ...
+
+    def pass_on(self) -> None:
+        """After a call that had parked succeeded: wake another parked waiter if still ready."""
+        ...
 
 
 class Transport(Protocol):
@@ -114,6 +160,19 @@ class Transport(Protocol):
 
     def reducer(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         """How to rebuild this transport in another process (for pickling)."""
+        ...
+
+    def readiness(self, sending: bool) -> Ready:
+        """How an event loop waits until a send (``sending``) or a receive can go on."""
+        ...
+
+    def resume_send(self, give_up: bool) -> bool:
+        """Write more of a frame a :class:`SendParked` left; True once it is out whole.
+
+        ``give_up`` abandons it instead (the peer read nothing for too long): the
+        sending direction ends and ``Full`` says so. Transports that never park
+        return True.
+        """
         ...
 
 

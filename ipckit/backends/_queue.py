@@ -194,9 +194,18 @@ class QueueTransport(Waits):
 
     # -- waiting ----------------------------------------------------------------------
 
+    # A shutdown in another process while the queue was full could queue no doorbell:
+    # every wait, the event loop's too, looks again after one slice.
+    _recheck = SLICE
+
+    def _wait_fd(self, sending: bool) -> int:
+        if self._fd < 0:
+            raise HandleClosed(f"this handle on {self.url} is closed")
+        return self._fd
+
     def _wait(self, events: int, deadline: Deadline) -> bool:
         """Sleep until the queue may be ready, a wake-up or one slice; False on timeout."""
-        poller = self._poller(self._fd, events)
+        poller = self._poller(self._wait_fd(events == _POLLOUT), events)
         if self._interrupted:
             raise HandleClosed(f"this handle on {self.url} was closed")
         if deadline.expired():

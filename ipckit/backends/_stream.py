@@ -50,7 +50,7 @@ from ipckit import _accel
 from ipckit._deadline import Deadline
 from ipckit._framing import FLAG_EOS, HEADER_SIZE, Frame, FrameDecoder, encode_header
 from ipckit._oserror import os_error_to_ipc
-from ipckit._transport import Capabilities, OutFrame, TransportStats
+from ipckit._transport import Capabilities, OutFrame, SendParked, TransportStats
 from ipckit.backends._fdshare import Offers
 from ipckit.backends._readiness import Readiness
 from ipckit.backends._wake import Waits
@@ -186,6 +186,12 @@ class StreamTransport(Waits):
         self._init_waits()
         self._flag = Readiness()
         self._offers = Offers()
+        #: Park a send that stops mid-frame (SendParked) instead of waiting here: set by
+        #: ipckit.aio on the transports it owns.
+        self.park_mid_frame = False
+        # (rest of the buffers, bytes of the frame left, frames before it, deadline,
+        # the frame's payload size).
+        self._parked: tuple[list[memoryview], int, int, Deadline, int] | None = None
         # The C core's never-waiting paths (ipckit._core.Stream), or None. It reads and
         # sets this object's fields above, so both paths share one state. Not for
         # layers that must see every byte or frame (TLS, the no-pickle check).
@@ -203,6 +209,7 @@ class StreamTransport(Waits):
             # A parent thread was sending: its frame is the parent's to finish, not ours.
             self._writing = False
             self._wtorn = False
+            self._parked = None
         offers, self._offers = self._offers, Offers()
         offers.forget()  # our copies of the parent's offered duplicates
         # Frames the parent had already read into this handle are the parent's to hand
@@ -210,6 +217,14 @@ class StreamTransport(Waits):
         self._ready.clear()
 
     # -- waiting ----------------------------------------------------------------------
+
+    def _wait_fd(self, sending: bool) -> int:
+        fd = self._wfd if sending else self._rfd
+        if fd is None:
+            if sending and (self._shut or self._eof):
+                raise self._closed_for_send()
+            raise HandleClosed(f"this end of {self.url} cannot {'send' if sending else 'receive'}")
+        return fd
 
     def _wait(self, fd: int, events: int, deadline: Deadline, reading: bool) -> bool:
         """Wait until ``fd`` is ready; False on timeout. Raises on interrupt."""
@@ -372,6 +387,8 @@ class StreamTransport(Waits):
 
     def send_frames(self, frames: Sequence[OutFrame], deadline: Deadline) -> None:
         """Write every frame in order; ``Full(sent=k)`` if time runs out between frames."""
+        if self._parked is not None:
+            raise Full(f"another call is sending on {self.url} (mid-frame, in an event loop)")
         if self._wtorn:
             if not self._writing and self._wfd is not None:
                 # Left by the C core, whose write the kernel tore although it should
@@ -405,7 +422,43 @@ class StreamTransport(Waits):
                 self._wtorn = False  # type: ignore[unreachable]
             # No call between the test and the release, so shutdown() sees either the
             # claim still held (we write its end-of-stream) or released (it writes it).
-            if self._wtorn or (self._shut and not self._eos_sent):
+            if self._parked is not None:
+                pass  # mid-frame in an event loop: the claim is resume_send()'s to give back
+            elif self._wtorn or (self._shut and not self._eos_sent):
+                try:
+                    self._end_writes()
+                finally:
+                    self._writing = False
+            else:
+                self._writing = False
+
+    def resume_send(self, give_up: bool) -> bool:
+        """Write more of the frame a :class:`SendParked` left; True once it is out whole.
+
+        See :meth:`ipckit._transport.Transport.resume_send`. Holds the sender's claim
+        from the send that parked until the frame is out or abandoned.
+        """
+        parked = self._parked
+        if parked is None:
+            return True
+        bufs, remaining, sent, deadline, nbytes = parked
+        wfd = self._wfd
+        try:
+            self._parked = None
+            if give_up or wfd is None or self._interrupted:
+                raise self._abandoned(deadline, sent)
+            self._write_rest(wfd, bufs, deadline, sent=sent, until=remaining, nbytes=nbytes)
+            self._wtorn = False
+            return True
+        except SendParked:
+            return False
+        finally:
+            # As in send_frames: loads and stores only between the test and the release.
+            if self._wtorn and self._counted and self._wlog[-1] in self._wends:
+                self._wtorn = False
+            if self._parked is not None:
+                pass  # parked again: still ours
+            elif self._wtorn or (self._shut and not self._eos_sent):
                 try:
                     self._end_writes()
                 finally:
@@ -439,7 +492,7 @@ class StreamTransport(Waits):
                 raise os_error_to_ipc(exc, f"writing to {self.url}") from exc
             if n < len(data):
                 # A socket took part of it: finish the frame whatever the deadline.
-                self._write_rest(wfd, [memoryview(data)[n:]], deadline, sent=0)
+                self._write_rest(wfd, [memoryview(data)[n:]], deadline, sent=0, nbytes=frame.nbytes)
             self._wtorn = False
             return
 
@@ -485,7 +538,12 @@ class StreamTransport(Waits):
             if done < len(ends) and n > (ends[done - 1] if done else 0):
                 # Part of a frame is out: finish that frame, ignoring the deadline.
                 self._write_rest(
-                    wfd, _skip(bufs, n), deadline, sent=index + done, until=ends[done] - n
+                    wfd,
+                    _skip(bufs, n),
+                    deadline,
+                    sent=index + done,
+                    until=ends[done] - n,
+                    nbytes=frames[index + done].nbytes,
                 )
                 done += 1
             self._wtorn = False
@@ -508,6 +566,7 @@ class StreamTransport(Waits):
         *,
         sent: int,
         until: int | None = None,
+        nbytes: int = 0,
     ) -> None:
         """Finish a started frame: write ``until`` more bytes (default: all of ``bufs``).
 
@@ -532,15 +591,15 @@ class StreamTransport(Waits):
             try:
                 n = self._put(self._writev_call, take)
             except (BlockingIOError, InterruptedError):
-                if not self._wait_writable(wfd, finish):
-                    raise Full(
-                        f"the peer on {self.url} read nothing for {MID_FRAME_GRACE:g} s in the "
-                        "middle of a message, past timeout="
-                        f"{deadline.timeout}: the message was abandoned and this handle's "
-                        "sending direction is closed (the peer gets every whole message "
-                        "before it); close this channel",
-                        sent=sent,
+                if self.park_mid_frame:
+                    # An event loop waits for room instead of this thread; one store
+                    # records everything resume_send() needs.
+                    self._parked = (bufs, remaining, sent, deadline, nbytes)
+                    raise SendParked(
+                        f"{self.url}: mid-frame, waiting for room", sent=sent, nbytes=nbytes
                     ) from None
+                if not self._wait_writable(wfd, finish):
+                    raise self._abandoned(deadline, sent) from None
                 continue
             except OSError as exc:
                 err = os_error_to_ipc(exc, f"writing to {self.url}")
@@ -549,6 +608,16 @@ class StreamTransport(Waits):
                 raise err from exc
             remaining -= n
             bufs = _skip(take, n)
+
+    def _abandoned(self, deadline: Deadline, sent: int) -> Full:
+        return Full(
+            f"the peer on {self.url} read nothing for {MID_FRAME_GRACE:g} s in the "
+            "middle of a message, past timeout="
+            f"{deadline.timeout}: the message was abandoned and this handle's "
+            "sending direction is closed (the peer gets every whole message "
+            "before it); close this channel",
+            sent=sent,
+        )
 
     def _wait_writable(self, wfd: int, deadline: Deadline) -> bool:
         """Wait until ``wfd`` takes bytes (or fails); False when ``deadline`` passes."""

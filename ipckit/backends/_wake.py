@@ -12,7 +12,7 @@ import os
 import select
 from typing import Any
 
-__all__ = ["Waits", "Waker"]
+__all__ = ["FdReady", "Waits", "Waker"]
 
 
 class Waker:
@@ -61,6 +61,30 @@ class Waker:
         self._pid = -1
 
 
+class FdReady:
+    """The :class:`~ipckit._transport.Ready` of a descriptor the kernel keeps current.
+
+    Nothing to count or drain: the kernel itself says when the descriptor is ready.
+    """
+
+    __slots__ = ("fd", "recheck", "writable")
+
+    def __init__(self, fd: int, writable: bool, recheck: float | None) -> None:
+        self.fd = fd
+        self.writable = writable
+        self.recheck = recheck
+
+    def park(self) -> bool:
+        """Always wait: the caller has just seen the call would block."""
+        return True
+
+    def unpark(self) -> None:
+        """Nothing to undo."""
+
+    def pass_on(self) -> None:
+        """The kernel wakes every waiter on a ready descriptor itself."""
+
+
 class Waits:
     """The waiting that every descriptor transport shares (streams and named queues).
 
@@ -96,6 +120,21 @@ class Waits:
             poller.register(wake, select.POLLIN)
             self._polls[(fd, events)] = poller
         return poller
+
+    def _wait_fd(self, sending: bool) -> int:
+        """The descriptor a send (``sending``) or a receive waits on; raises when there is none."""
+        raise NotImplementedError
+
+    #: Seconds after which a loop re-checks a quiet wait (see Ready.recheck).
+    _recheck: float | None = None
+
+    def readiness(self, sending: bool) -> FdReady:
+        """The event-loop wait for a send or a receive: the descriptor the sync waits poll."""
+        return FdReady(self._wait_fd(sending), sending, self._recheck)
+
+    def resume_send(self, give_up: bool) -> bool:
+        """Nothing is ever parked mid-frame here (transports that park override this)."""
+        return True
 
     def _forget_polls(self) -> None:
         """Drop the poll objects (a descriptor is closing)."""
