@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "queue.h"
 #include "ring.h"
@@ -50,6 +51,7 @@ typedef struct {
     int may_wait;       /* block in C (no spin= configured: the pure path spins) */
     int busy;           /* threads in a GIL-free stretch, using the semaphores and segment */
     uint64_t seen_head; /* the head when a send last found no room */
+    int loop_bells[2];  /* FIFOs for event-loop waiters (data, room), owned by Python; -1: none */
 } Ring;
 
 enum { SEND_LOCK, RECV_LOCK, ITEMS, SPACE };
@@ -116,18 +118,25 @@ static void give(Ring *r, const lock_words *k)
     }
 }
 
-/* Doorbell.ring_if_below: one ring if fewer are pending than sleepers counted. */
-static void wake(Ring *r, int bell, size_t waiters_at)
+/* Doorbell.ring_if_below: one ring if fewer are pending than sleepers counted; and
+ * one byte into the side's FIFO while event loops are parked on it (_loopbell.py). */
+static void wake(Ring *r, int bell)
 {
     /* The store that published must be visible before the waiter count is read, or a
      * sleeper that registered meanwhile could miss both (it re-checks in 50 ms anyway). */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    uint32_t waiting = ld32(r, waiters_at);
+    uint32_t waiting = ld32(r, bell == ITEMS ? IK_RECV_WAITERS : IK_SEND_WAITERS);
     if (waiting) {
         int pending = 0;
         if (sem_getvalue(r->sems[bell], &pending) == 0 &&
             (pending < 0 || (uint32_t)pending < waiting))
             sem_post(r->sems[bell]);
+    }
+    int fd = r->loop_bells[bell == ITEMS ? 0 : 1];
+    if (fd >= 0 && ld32(r, bell == ITEMS ? IK_ASYNC_RECV_WAITERS : IK_ASYNC_SEND_WAITERS)) {
+        const char byte = 0;
+        ssize_t n = write(fd, &byte, 1); /* non-blocking; a full FIFO is readable already */
+        (void)n;
     }
 }
 
@@ -185,7 +194,7 @@ static void send_end(Ring *r, send_state *s)
     }
     give(r, &SEND_WORDS);
     if (s->count)
-        wake(r, ITEMS, IK_RECV_WAITERS);
+        wake(r, ITEMS);
 }
 
 PyDoc_STRVAR(try_send_doc,
@@ -283,7 +292,7 @@ static Py_ssize_t take_frames(Ring *r, PyObject *out, Py_ssize_t max_items, int 
     }
     give(r, &RECV_WORDS);
     if (count)
-        wake(r, SPACE, IK_SEND_WAITERS);
+        wake(r, SPACE);
     r->saw_oob = (saw & IK_FLAG_OOB) != 0;
     return failed ? -1 : count;
 }
@@ -518,6 +527,7 @@ static void release_all(Ring *r)
         PyBuffer_Release(&r->view);
     }
     close_sems(r);
+    r->loop_bells[0] = r->loop_bells[1] = -1; /* Python closes them next */
 }
 
 static int Ring_traverse(Ring *r, visitproc visit, void *arg)
@@ -592,6 +602,7 @@ static int Ring_init(Ring *r, PyObject *args, PyObject *kwds)
     r->send_token = (uint32_t)send_token;
     r->recv_token = (uint32_t)recv_token;
     r->stopped = 0;
+    r->loop_bells[0] = r->loop_bells[1] = -1;
     ik_endpoint_setup(&r->ep, &RING_OPS);
     r->ep.send_max = r->inline_max;
     return 0;
@@ -619,6 +630,20 @@ static PyObject *Ring_set_waits(Ring *r, PyObject *flag)
     Py_RETURN_NONE;
 }
 
+static PyObject *Ring_set_bells(Ring *r, PyObject *args)
+{
+    int data_fd, room_fd;
+    if (!PyArg_ParseTuple(args, "ii:set_bells", &data_fd, &room_fd))
+        return NULL;
+    if (data_fd < 0 || room_fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "not a descriptor");
+        return NULL;
+    }
+    r->loop_bells[0] = data_fd;
+    r->loop_bells[1] = room_fd;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Ring_stop(Ring *r, PyObject *Py_UNUSED(ignored))
 {
     r->stopped = 1;
@@ -643,6 +668,8 @@ static PyMethodDef Ring_methods[] = {
     {"rebind", (PyCFunction)Ring_rebind, METH_O, "rebind(pid): after fork, the child's pid."},
     {"set_waits", (PyCFunction)Ring_set_waits, METH_O,
      "set_waits(flag): block in C while full or empty (False with spin=: Python spins)."},
+    {"set_bells", (PyCFunction)Ring_set_bells, METH_VARARGS,
+     "set_bells(data_fd, room_fd): the FIFOs to ring while event loops are parked."},
     {"stop", (PyCFunction)Ring_stop, METH_NOARGS, "stop(): every later call returns 'not done'."},
     {"release", (PyCFunction)Ring_release, METH_NOARGS,
      "release(): stop, drop the segment's buffer and close the semaphores."},

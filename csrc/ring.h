@@ -36,6 +36,7 @@
 #define IK_BLOCKED_RECV 104u
 #define IK_RECV_OWNER 112u
 #define IK_RECV_GEN 116u
+#define IK_ASYNC_RECV_WAITERS 120u
 #define IK_TAIL 128u
 #define IK_MSGS_IN 136u
 #define IK_BYTES_IN 144u
@@ -46,6 +47,7 @@
 #define IK_HIGH_WATER 176u
 #define IK_SEND_OWNER 184u
 #define IK_SEND_GEN 188u
+#define IK_ASYNC_SEND_WAITERS 192u
 #define IK_DATA_OFFSET 256u
 #define IK_ALIGN 16u
 #define IK_MIN_CAPACITY 4096u

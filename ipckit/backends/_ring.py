@@ -6,9 +6,11 @@ producers and consumers do not fight over one line)::
     0    meta      magic "IPCKSHM1", version, ready, capacity, max_message_size,
                    flags (bit 0: shut down), creator pid
     64   consumer  head, messages out, bytes out, receive waiters, dirty, recoveries,
-                   time blocked, receive-lock owner pid and generation
+                   time blocked, receive-lock owner pid and generation, receivers
+                   parked in an event loop
     128  producer  tail, messages in, bytes in, send waiters, dirty, recoveries,
                    time blocked, high-water mark, send-lock owner pid and generation
+    192  loops     senders parked in an event loop
     256  ring      ``capacity`` bytes of records
 
 Invariants:
@@ -47,6 +49,8 @@ from ipckit.errors import ProtocolError
 
 __all__ = [
     "ALIGN",
+    "ASYNC_RECV_WAITERS",
+    "ASYNC_SEND_WAITERS",
     "BLOCKED_RECV",
     "BLOCKED_SEND",
     "BYTES_IN",
@@ -103,6 +107,8 @@ RECOVERIES_RECV: Final = 96
 BLOCKED_RECV: Final = 104
 RECV_OWNER: Final = 112
 RECV_GEN: Final = 116
+#: Receivers waiting in an event loop (ipckit.aio) for the data FIFO: senders ring it.
+ASYNC_RECV_WAITERS: Final = 120
 
 TAIL: Final = 128
 MSGS_IN: Final = 136
@@ -114,6 +120,8 @@ BLOCKED_SEND: Final = 168
 HIGH_WATER: Final = 176
 SEND_OWNER: Final = 184
 SEND_GEN: Final = 188
+#: Senders waiting in an event loop for the room FIFO: receivers ring it.
+ASYNC_SEND_WAITERS: Final = 192
 
 DATA_OFFSET: Final = 256
 ALIGN: Final = 16

@@ -41,6 +41,7 @@ from ipckit._sync import WAIT_SLICE, Doorbell, LockBusy, RobustLock
 from ipckit._transport import Capabilities, NamedBackend, OutFrame, TransportStats
 from ipckit._url import Endpoint, OptionSpec
 from ipckit.backends import _ring as ring
+from ipckit.backends._loopbell import LoopBell
 from ipckit.errors import (
     ChannelClosed,
     ChannelExists,
@@ -74,6 +75,7 @@ NAME_TEMPLATES = (
     ("its segment", "ikshm.{}"),
     ("its semaphores", "sem.ikshm.{}~items"),
     ("its lock recovery files", "ikshm.{}~srecover"),
+    ("its event-loop doorbells", "ikshm.{}~rbell"),
     ("its out-of-band blocks", "ikshm.{}~0123456789abcdef.oob.0123456789abcdef"),
 )
 # Header words are read and written through memoryviews cast to "Q"/"I": an item
@@ -110,6 +112,8 @@ _SEND_OWNER = ring.SEND_OWNER // 4
 _SEND_GEN = ring.SEND_GEN // 4
 _RECV_OWNER = ring.RECV_OWNER // 4
 _RECV_GEN = ring.RECV_GEN // 4
+_ASYNC_RECV = ring.ASYNC_RECV_WAITERS // 4
+_ASYNC_SEND = ring.ASYNC_SEND_WAITERS // 4
 
 
 def _no_tracking() -> contextlib.AbstractContextManager[None]:
@@ -158,6 +162,8 @@ class _Names:
         self.recv_sem = f"/ikshm.{name}~rlock"
         self.send_recovery = f"{_oob.SHM_DIR}/ikshm.{name}~srecover"
         self.recv_recovery = f"{_oob.SHM_DIR}/ikshm.{name}~rrecover"
+        self.data_bell = f"{_oob.SHM_DIR}/ikshm.{name}~rbell"
+        self.room_bell = f"{_oob.SHM_DIR}/ikshm.{name}~sbell"
         self.oob_prefix = f"ikshm.{name}~"
 
 
@@ -193,7 +199,7 @@ class _Lend:
         self.forced = forced
         t = self.transport
         if t._locked(t._recv_lock, _DIRTY_RECV, _RECOVERIES_RECV, _LENT, _END_LEND, self):
-            t._wake(t._space, _SEND_WAITERS)
+            t._wake(False)
 
 
 _LIVE: weakref.WeakSet[ShmTransport] = weakref.WeakSet()
@@ -231,6 +237,10 @@ class ShmTransport:
         self._shm: shared_memory.SharedMemory | None = None
         self._locks: list[RobustLock] = []
         self._bells: list[Doorbell] = []
+        # The FIFOs event loops wait on (ipckit.aio), or None for a channel made without
+        # them; see ipckit.backends._loopbell.
+        self._data_bell: LoopBell | None = None
+        self._room_bell: LoopBell | None = None
         self._made_segment = False
         self._saw_oob = False
         self._committed = 0
@@ -361,6 +371,13 @@ class ShmTransport:
         self._bells.append(self._items)
         self._space = Doorbell(names.space, create=create, mode=self._mode)
         self._bells.append(self._space)
+        try:
+            self._data_bell = LoopBell(names.data_bell, create=create, mode=self._mode)
+            self._room_bell = LoopBell(names.room_bell, create=create, mode=self._mode)
+        except FileNotFoundError:
+            if create:
+                raise
+            # Made by an ipckit without them: only event loops go without (readiness()).
         # Every handle holds a shared flock on its segment descriptor (dropped by the
         # kernel when the process dies), so the last one can tell it is the last.
         assert self._shm is not None
@@ -395,6 +412,8 @@ class ShmTransport:
         # the doorbell itself (the same waiter count and semaphores as _send_some and
         # recv_frames), which saves the Python round on every wake-up.
         native.set_waits(not self._spin)
+        if self._data_bell is not None and self._room_bell is not None:
+            native.set_bells(self._data_bell.fd, self._room_bell.fd)
         return native
 
     def _reopen_locks(self) -> None:
@@ -466,6 +485,9 @@ class ShmTransport:
             bell.close()
         self._locks.clear()
         self._bells.clear()
+        for loop_bell in (self._data_bell, self._room_bell):
+            if loop_bell is not None:
+                loop_bell.close()  # after native.release(): the core writes to them
         shm, self._shm = self._shm, None
         if shm is not None:
             for view in ("_q", "_w"):
@@ -543,6 +565,9 @@ class ShmTransport:
             mark()
         self._items.ring(w[_RECV_WAITERS] + 1)
         self._space.ring(w[_SEND_WAITERS] + 1)
+        for loop_bell in (self._data_bell, self._room_bell):
+            if loop_bell is not None:
+                loop_bell.ring()
 
     def _is_shut(self) -> bool:
         return bool(self._w[_FLAGS] & ring.SHUT_FLAG)
@@ -611,10 +636,30 @@ class ShmTransport:
                 w[lock.owner_at] = 0
                 lock.give()
 
-    def _wake(self, bell: Doorbell, waiters_at: int) -> None:
-        waiting = self._w[waiters_at]
+    def _wake(self, receivers: bool) -> None:
+        """Ring for the other side's sleepers and event-loop waiters, if any are counted.
+
+        ``receivers`` after a commit, not after records were taken (then: senders).
+        """
+        w = self._w
+        if receivers:
+            bell, waiting, loop_bell, parked = (
+                self._items,
+                w[_RECV_WAITERS],
+                self._data_bell,
+                w[_ASYNC_RECV],
+            )
+        else:
+            bell, waiting, loop_bell, parked = (
+                self._space,
+                w[_SEND_WAITERS],
+                self._room_bell,
+                w[_ASYNC_SEND],
+            )
         if waiting:
             bell.ring_if_below(waiting)
+        if parked and loop_bell is not None:
+            loop_bell.ring()
 
     # -- sending ----------------------------------------------------------------------
 
@@ -635,8 +680,9 @@ class ShmTransport:
                 and not self._interrupted
                 and self._locked(self._send_lock, _DIRTY_SEND, _RECOVERIES_SEND, None, _PUT_ONE, f)
             ):
-                if self._w[_RECV_WAITERS]:  # a pre-check: a call to _wake costs 0.04 us
-                    self._wake(self._items, _RECV_WAITERS)
+                w = self._w
+                if w[_RECV_WAITERS] or w[_ASYNC_RECV]:  # a pre-check: the call costs 0.04 us
+                    self._wake(True)
                 return
         oob: dict[int, bytes] = {}
         # How many frames are committed (published in the ring): set by a store right
@@ -721,7 +767,7 @@ class ShmTransport:
                 if index is None:
                     raise Full(f"{self.url}: timed out waiting for the send lock", sent=start)
                 if index > start:
-                    self._wake(self._items, _RECV_WAITERS)
+                    self._wake(True)
                     return
                 if not state["registered"]:
                     state["spun"] = True
@@ -793,8 +839,8 @@ class ShmTransport:
                 self._recv_lock, _DIRTY_RECV, _RECOVERIES_RECV, None, _READ_RECORDS, max_items
             )
             if taken:
-                if w[_SEND_WAITERS]:  # a pre-check, as in send_frames
-                    self._wake(self._space, _SEND_WAITERS)
+                if w[_SEND_WAITERS] or w[_ASYNC_SEND]:  # a pre-check, as in send_frames
+                    self._wake(False)
                 return [self._resolve(f) for f in taken] if self._saw_oob else taken
         if self._recv_lock.lent is not None:
             self._drop_lend(forced=False)  # see recv_view
@@ -829,7 +875,7 @@ class ShmTransport:
                 if out is None:
                     raise Empty(f"{self.url}: timed out waiting for the receive lock")
                 if out:
-                    self._wake(self._space, _SEND_WAITERS)
+                    self._wake(False)
                     return [self._resolve(f) for f in out] if self._saw_oob else out
                 if not state["registered"]:
                     state["spun"] = True
@@ -1031,6 +1077,37 @@ class ShmTransport:
                 raise HandleClosed(f"this handle on {self.url} was closed")
             time.sleep(min(0.001, deadline.slice(0.001)))
 
+    def readiness(self, sending: bool) -> _ShmReady:
+        """The event-loop wait for room (``sending``) or a record; see :mod:`._loopbell`."""
+        bell = self._room_bell if sending else self._data_bell
+        if self._shm is None or self._interrupted:
+            raise HandleClosed(f"this handle on {self.url} is closed")
+        if bell is None:
+            raise ConfigurationError(
+                f"{self.url} was created without event-loop doorbells (by an older ipckit); "
+                "recreate it to use it from ipckit.aio"
+            )
+        return _ShmReady(self, bell, sending)
+
+    def resume_send(self, give_up: bool) -> bool:
+        """A record is committed whole or not at all: nothing ever waits mid-frame."""
+        return True
+
+    def _count_parked(self, sending: bool, delta: int) -> bool:
+        """Add ``delta`` to the event-loop waiters of one side, under that side's lock."""
+        at = _ASYNC_SEND if sending else _ASYNC_RECV
+        w = self._w
+
+        def count(_t: object, _: None) -> bool:
+            w[at] = max(w[at] + delta, 0)
+            return True
+
+        if sending:
+            lock, dirty, recov = self._send_lock, _DIRTY_SEND, _RECOVERIES_SEND
+        else:
+            lock, dirty, recov = self._recv_lock, _DIRTY_RECV, _RECOVERIES_RECV
+        return self._locked(lock, dirty, recov, Deadline(_PARK_LOCK_WAIT), count, None) is True
+
     # -- the rest ---------------------------------------------------------------------
 
     def stats(self) -> TransportStats:
@@ -1071,6 +1148,70 @@ _BORROW = ShmTransport._borrow
 _END_LEND = ShmTransport._end_lend
 
 
+#: How long an event loop may block for a ring lock to count itself parked. Holders
+#: keep it for a copy; a dead one is taken over (RobustLock) well within this.
+_PARK_LOCK_WAIT = 0.1
+#: A parked event-loop wait looks again after this long even if no FIFO byte came:
+#: a publisher killed between its commit and its ring leaves no byte behind.
+_PARK_RECHECK = 0.05
+
+
+class _ShmReady:
+    """One event-loop wait on a ring (:class:`ipckit._transport.Ready`)."""
+
+    __slots__ = ("_bell", "_counted", "_head", "_t", "fd", "recheck", "writable")
+
+    def __init__(self, transport: ShmTransport, bell: LoopBell, sending: bool) -> None:
+        self._t = transport
+        self._bell = bell
+        self.fd = bell.fd
+        self.writable = False  # a FIFO byte says "look again", in either direction
+        self.recheck: float | None = _PARK_RECHECK
+        self._counted = False
+        # A send waits for the head to move (room of the right size is the send's to
+        # judge); a receive for any record.
+        self._head = transport._q[_HEAD] if sending else -1
+
+    def _ready(self) -> bool:
+        t = self._t
+        if t._shm is None or t._interrupted or t._is_shut():
+            return True
+        if self._head >= 0:
+            return bool(t._q[_HEAD] != self._head)
+        return t._has_data()
+
+    def park(self) -> bool:
+        """Count this wait, then look again: whoever publishes after the count rings."""
+        t = self._t
+        if self._ready():
+            return False
+        self._counted = t._count_parked(self._head >= 0, 1)
+        if not self._counted:
+            self.recheck = 0.001  # the lock stayed busy: look again soon instead
+        if self._ready():
+            self.unpark()
+            return False
+        return True
+
+    def unpark(self) -> None:
+        """Drain the FIFO and uncount."""
+        self._bell.drain()
+        if self._counted and self._t._shm is not None:
+            self._counted = False
+            self._t._count_parked(self._head >= 0, -1)
+
+    def pass_on(self) -> None:
+        """Something is left and other loops wait: the byte this wait drained is theirs too."""
+        t = self._t
+        if t._shm is None:
+            return
+        sending = self._head >= 0
+        if t._w[_ASYNC_SEND if sending else _ASYNC_RECV] and (
+            t._free_bytes() > 0 if sending else t._has_data()
+        ):
+            self._bell.ring()
+
+
 def remove(name: str, *, blocks: bool = True) -> None:
     """Remove every OS object of ``shm://name``; missing ones are skipped.
 
@@ -1078,7 +1219,13 @@ def remove(name: str, *, blocks: bool = True) -> None:
     name) for the handles still reading them.
     """
     names = _Names(name)
-    for path in (f"{_oob.SHM_DIR}/{names.segment}", names.send_recovery, names.recv_recovery):
+    for path in (
+        f"{_oob.SHM_DIR}/{names.segment}",
+        names.send_recovery,
+        names.recv_recovery,
+        names.data_bell,
+        names.room_bell,
+    ):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
     for sem in (names.items, names.space, names.send_sem, names.recv_sem):
