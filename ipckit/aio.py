@@ -1,0 +1,567 @@
+"""asyncio channels: the same transports as :class:`ipckit.Channel`, awaited.
+
+``await ch.recv()`` parks the calling task, not a thread: the event loop watches
+the transport's descriptor (a pipe, socket, FIFO or POSIX queue descriptor, and
+for ``shm://`` a FIFO beside the segment that peers ring only while a loop is
+parked on it) and the task tries again, without blocking, when it turns ready.
+Every attempt is one non-blocking call of the sync :class:`~ipckit.Channel`, so
+framing, errors and crash behaviour are the sync API's own.
+
+- **Cancellation.** A task is only ever cancelled while it waits for readiness,
+  never inside an attempt: a cancelled receive has taken nothing (the next
+  receive gets the message); a cancelled send sent nothing, except a frame that
+  had already started on a byte stream (a message bigger than the kernel buffer),
+  which is finished first, because half a frame would end the stream. How many
+  messages went out whole is :func:`sent_before` of the ``CancelledError`` (or of
+  the ``TimeoutError`` that ``asyncio.timeout()`` raises from it).
+- **Timeouts.** ``timeout=`` means what it means in the sync API (``None`` waits
+  for ever, ``0`` never waits, raising :class:`~ipckit.Empty`/:class:`~ipckit.Full`),
+  and ``asyncio.timeout()`` works around any call.
+- **One task at a time per direction.** Concurrent sends on one handle queue up
+  in order (so do receives); each waits within its own ``timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from typing_extensions import Buffer
+
+from ipckit import channel as _sync
+from ipckit._deadline import FOREVER, Deadline
+from ipckit._transport import Capabilities, Ready, SendParked, Transport
+from ipckit.backends._stream import MID_FRAME_GRACE
+from ipckit.channel import Channel, ChannelStats, Listener
+from ipckit.errors import ChannelClosed, Empty, Full, HandleClosed, IPCError, Timeout
+from ipckit.serializers import Serializer
+
+__all__ = [
+    "AsyncChannel",
+    "AsyncListener",
+    "connect",
+    "listen",
+    "open",
+    "pipe",
+    "sent_before",
+]
+
+_T = TypeVar("_T")
+#: The attribute a cancelled send's CancelledError carries (see sent_before).
+_SENT_ATTR = "_ipckit_sent"
+
+
+def sent_before(exc: BaseException) -> int:
+    """How many messages of a send that raised ``exc`` went out whole.
+
+    ``exc`` is what the send raised: :class:`~ipckit.Full` (its ``sent``), the
+    ``CancelledError`` of a cancelled send, or the ``TimeoutError`` that
+    ``asyncio.timeout()`` raises from one. 0 for a single message that was not
+    sent, 1 for one that was; for ``send_many``, how many of the batch, in order.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, Full):
+            return cur.sent
+        sent = getattr(cur, _SENT_ATTR, None)
+        if isinstance(sent, int):
+            return sent
+        cur = cur.__cause__ or cur.__context__
+    return 0
+
+
+def _deadline(timeout: float | None) -> Deadline:
+    return FOREVER if timeout is None else Deadline(timeout)
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class _Wait:
+    """One registration of a descriptor with the loop, removable exactly once."""
+
+    __slots__ = ("fd", "fut", "ready", "remove")
+
+    def __init__(
+        self, fut: asyncio.Future[None], fd: int, remove: Callable[[int], bool], ready: Ready
+    ) -> None:
+        self.fut = fut
+        self.fd = fd
+        self.remove: Callable[[int], bool] | None = remove
+        self.ready = ready
+
+    def end(self) -> None:
+        """Unregister (once: the descriptor number may belong to someone else later)."""
+        remove, self.remove = self.remove, None
+        if remove is not None:
+            remove(self.fd)
+            self.ready.unpark()
+
+
+class AsyncChannel:
+    """A channel handle whose calls are coroutines; see :mod:`ipckit.aio`.
+
+    Make one with :func:`open`, :func:`pipe`, :meth:`AsyncListener.accept` or
+    :func:`connect`, or adopt a sync :class:`~ipckit.Channel` (a handle passed to
+    this process, say) with ``AsyncChannel(channel)``: the async handle then owns
+    it, and the channel must not be used directly any more. Close it with
+    :meth:`aclose` or ``async with``.
+    """
+
+    def __init__(self, channel: Channel) -> None:
+        if not isinstance(channel, Channel):
+            raise TypeError(f"AsyncChannel wraps an ipckit.Channel, not {type(channel).__name__}")
+        if channel.closed:
+            raise HandleClosed(f"this handle on {channel.url} is closed; open a new one")
+        self._ch = channel
+        self._t: Transport = channel._transport
+        if hasattr(self._t, "park_mid_frame"):
+            # A frame the kernel takes in parts waits for room in the loop, not here.
+            self._t.park_mid_frame = True
+        self._send_lock = asyncio.Lock()
+        self._recv_lock = asyncio.Lock()
+        self._waits: set[_Wait] = set()
+
+    # -- properties -------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The endpoint this handle is connected to."""
+        return self._ch.url
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the transport under this handle can do."""
+        return self._ch.capabilities
+
+    @property
+    def serializer(self) -> Serializer:
+        """The serializer this handle encodes and decodes with."""
+        return self._ch.serializer
+
+    @property
+    def max_message_size(self) -> int:
+        """The largest message, in bytes, this handle sends or accepts."""
+        return self._ch.max_message_size
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`aclose`."""
+        return self._ch.closed
+
+    def stats(self) -> ChannelStats:
+        """A snapshot of this handle's counters and the channel-wide figures."""
+        return self._ch.stats()
+
+    def unlink(self) -> None:
+        """Remove the channel's named OS objects; see :meth:`ipckit.Channel.unlink`."""
+        self._ch.unlink()
+
+    def fileno(self) -> int:
+        """The sync handle's descriptor (readable when a message is ready), where supported."""
+        return self._ch.fileno()
+
+    # -- waiting ----------------------------------------------------------------------
+
+    async def _wait(self, sending: bool, deadline: Deadline) -> Ready:
+        """Wait until the transport may go on (or one recheck, or the deadline)."""
+        ready = self._t.readiness(sending)
+        if not ready.park():
+            await asyncio.sleep(0)  # ready already: let the others run, then try again
+            return ready
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        fd = ready.fd
+        if ready.writable:
+            loop.add_writer(fd, _wake, fut)
+            wait = _Wait(fut, fd, loop.remove_writer, ready)
+        else:
+            loop.add_reader(fd, _wake, fut)
+            wait = _Wait(fut, fd, loop.remove_reader, ready)
+        self._waits.add(wait)
+        left = deadline.remaining()
+        step = ready.recheck if left is None else min(left, ready.recheck or left)
+        timer = None if step is None else loop.call_later(step, _wake, fut)
+        try:
+            await fut
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._waits.discard(wait)
+            wait.end()
+        return ready
+
+    def _wake_all(self) -> None:
+        for wait in list(self._waits):
+            _wake(wait.fut)
+
+    @staticmethod
+    async def _take(lock: asyncio.Lock, deadline: Deadline, error: Timeout) -> None:
+        """Queue up behind the other tasks of this direction, within the deadline."""
+        if not lock.locked():
+            await lock.acquire()
+            return
+        if deadline.nonblocking or deadline.expired():
+            raise error
+        try:
+            async with asyncio.timeout(deadline.remaining()):
+                await lock.acquire()
+        except TimeoutError:
+            raise error from None
+
+    # -- sending ----------------------------------------------------------------------
+
+    async def send(self, obj: Any, *, timeout: float | None = None) -> None:
+        """Send one object, waiting while it is full; raises as :meth:`ipckit.Channel.send`.
+
+        On ``Full`` or a cancel, :func:`sent_before` says whether it went out (0 or 1).
+        """
+        ch = self._ch
+        await self._sending(lambda _: ch.send(obj, timeout=0), 1, _deadline(timeout))
+
+    async def send_bytes(self, data: Buffer, *, timeout: float | None = None) -> None:
+        """Send raw bytes, bypassing the serializer."""
+        ch = self._ch
+        await self._sending(lambda _: ch.send_bytes(data, timeout=0), 1, _deadline(timeout))
+
+    async def send_many(self, objs: Iterable[Any], *, timeout: float | None = None) -> None:
+        """Send several objects in order; on a timeout ``Full.sent`` says how many went out."""
+        items = list(objs)
+        if not items:
+            return
+        ch = self._ch
+        await self._sending(
+            lambda k: ch.send_many(items[k:], timeout=0), len(items), _deadline(timeout)
+        )
+
+    async def _sending(
+        self, attempt: Callable[[int], None], total: int, deadline: Deadline
+    ) -> None:
+        busy = Full(f"another task is still sending on {self.url}; timed out waiting", sent=0)
+        await self._take(self._send_lock, deadline, busy)
+        sent = 0
+        try:
+            while True:
+                try:
+                    attempt(sent)
+                    return
+                except SendParked as parked:
+                    sent += parked.sent
+                    await self._finish_frame(parked, deadline, sent)
+                    sent += 1
+                    if sent == total:
+                        return
+                    continue
+                except Full as exc:
+                    sent += exc.sent
+                    if deadline.nonblocking or deadline.expired():
+                        if not deadline.nonblocking:
+                            exc = Full(
+                                f"{self.url} stayed full for timeout={deadline.timeout}; "
+                                "receive faster, pass a larger capacity= or a longer timeout=",
+                                sent=sent,
+                            )
+                        exc.sent = sent
+                        raise exc from None
+                except IPCError:
+                    raise
+                except BaseException:
+                    # Interrupted (Ctrl-C) between parking a frame and saying so: end it
+                    # as an interrupted sync send would (a no-op when nothing is parked).
+                    self._t.resume_send(give_up=True)
+                    raise
+                try:
+                    await self._wait(True, deadline)
+                except asyncio.CancelledError as cancel:
+                    setattr(cancel, _SENT_ATTR, sent)
+                    raise
+        finally:
+            self._send_lock.release()
+
+    async def _finish_frame(self, parked: SendParked, deadline: Deadline, sent: int) -> None:
+        """Write the rest of a started frame, waiting in the loop; a cancel waits for it."""
+        left = deadline.remaining()
+        finish = deadline if left is None else Deadline(left + MID_FRAME_GRACE)
+        cancelled: asyncio.CancelledError | None = None
+        while True:
+            try:
+                if self._t.resume_send(give_up=finish.expired()):
+                    break
+                await self._wait(True, finish)
+            except asyncio.CancelledError as exc:
+                cancelled = exc  # half a frame would end the stream: finish it first
+            except Full as exc:
+                exc.sent = sent
+                raise
+        self._ch._count_sent(1, parked.nbytes)
+        if cancelled is not None:
+            setattr(cancelled, _SENT_ATTR, sent + 1)
+            raise cancelled
+
+    # -- receiving --------------------------------------------------------------------
+
+    async def recv(self, *, timeout: float | None = None) -> Any:
+        """Receive one object, waiting while none is ready; raises as :meth:`ipckit.Channel.recv`.
+
+        A cancelled or timed-out receive has taken nothing.
+        """
+        ch = self._ch
+        return await self._receiving(lambda: ch.recv(timeout=0), _deadline(timeout))
+
+    async def recv_bytes(self, *, timeout: float | None = None) -> bytes:
+        """Receive one message as raw bytes."""
+        ch = self._ch
+        got: bytes = await self._receiving(lambda: ch.recv_bytes(timeout=0), _deadline(timeout))
+        return got
+
+    async def recv_many(self, max_items: int = 100, *, timeout: float | None = None) -> list[Any]:
+        """Receive 1..max_items objects: what is ready, waiting only while none is."""
+        ch = self._ch
+        got: list[Any] = await self._receiving(
+            lambda: ch.recv_many(max_items, timeout=0), _deadline(timeout)
+        )
+        return got
+
+    async def _receiving(self, attempt: Callable[[], _T], deadline: Deadline) -> _T:
+        busy = Empty(f"another task is still receiving on {self.url}; timed out waiting")
+        await self._take(self._recv_lock, deadline, busy)
+        woke: Ready | None = None
+        try:
+            while True:
+                try:
+                    got = attempt()
+                except Empty:
+                    if deadline.nonblocking:
+                        raise
+                    if deadline.expired():
+                        raise Empty(
+                            f"no message on {self.url} within timeout={deadline.timeout}"
+                        ) from None
+                else:
+                    if woke is not None:
+                        woke.pass_on()
+                    return got
+                woke = await self._wait(False, deadline)
+        finally:
+            self._recv_lock.release()
+
+    async def poll(self, timeout: float | None = 0.0) -> bool:
+        """True when a message (or the end of the stream) is ready; waits up to ``timeout``."""
+        deadline = _deadline(timeout)
+        ch = self._ch
+        while True:
+            if ch.poll(0):
+                return True
+            if deadline.expired():
+                return False
+            await self._wait(False, deadline)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        """Receive objects until the channel is closed or shut down."""
+        while True:
+            try:
+                yield await self.recv()
+            except ChannelClosed:
+                return
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """End the stream for everyone; see :meth:`ipckit.Channel.shutdown`."""
+        self._ch.shutdown()
+        self._wake_all()  # this handle's own waits: no descriptor tells them
+
+    async def aclose(self) -> None:
+        """Release this handle; idempotent.
+
+        Tasks waiting on it wake and raise :class:`~ipckit.HandleClosed`.
+        """
+        if self._ch.closed:
+            return
+        for wait in list(self._waits):
+            wait.end()  # before the descriptors close: their numbers may be reused at once
+            _wake(wait.fut)
+        self._t.resume_send(give_up=True)  # a frame still parked cannot be finished now
+        self._ch.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        # `ch = await aio.open(...)` and `ch = aio.open(...)` are the same: opening
+        # never waits, and every coroutine-style call site keeps working.
+        return self._self().__await__()
+
+    async def _self(self) -> Self:
+        return self
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<ipckit.aio.AsyncChannel {self.url} {state}>"
+
+
+class _Pair(tuple[AsyncChannel, AsyncChannel]):
+    """The two ends of :func:`pipe`; awaiting it gives the pair itself."""
+
+    def __await__(self) -> Generator[Any, None, tuple[AsyncChannel, AsyncChannel]]:
+        return self._self().__await__()
+
+    async def _self(self) -> tuple[AsyncChannel, AsyncChannel]:
+        return self[0], self[1]
+
+
+class AsyncListener:
+    """Accepts connections as :class:`AsyncChannel` objects; see :func:`listen`."""
+
+    def __init__(self, listener: Listener) -> None:
+        self._lst = listener
+
+    @property
+    def url(self) -> str:
+        """The bound address (with the real port for ``tcp://...:0``)."""
+        return self._lst.url
+
+    def fileno(self) -> int:
+        """Readable while a connection whose handshake finished waits for :meth:`accept`."""
+        return self._lst.fileno()
+
+    async def accept(self, *, timeout: float | None = None) -> AsyncChannel:
+        """The next client (handshake done); :class:`~ipckit.Timeout` when none comes in time."""
+        deadline = _deadline(timeout)
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                return AsyncChannel(self._lst.accept(timeout=0))
+            except Timeout:
+                if deadline.nonblocking:
+                    raise
+                if deadline.expired():
+                    raise Timeout(
+                        f"no client completed a handshake on {self.url} within "
+                        f"timeout={deadline.timeout}"
+                    ) from None
+            fut: asyncio.Future[None] = loop.create_future()
+            fd = self._lst.fileno()
+            loop.add_reader(fd, _wake, fut)
+            left = deadline.remaining()
+            timer = None if left is None else loop.call_later(left, _wake, fut)
+            try:
+                await fut
+            finally:
+                loop.remove_reader(fd)
+                if timer is not None:
+                    timer.cancel()
+
+    async def aclose(self) -> None:
+        """Stop listening and remove the address; idempotent."""
+        self._lst.close()
+
+    def close(self) -> None:
+        """Stop listening and remove the address; idempotent."""
+        self._lst.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._lst.close()
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        return self._self().__await__()
+
+    async def _self(self) -> Self:
+        return self
+
+    def __repr__(self) -> str:
+        return f"<ipckit.aio.AsyncListener {self.url}>"
+
+
+class _Connecting:
+    """What :func:`connect` returns: await it, or ``async with`` it."""
+
+    def __init__(self, url: str, timeout: float | None, options: dict[str, Any]) -> None:
+        self._args = (url, timeout, options)
+        self._channel: AsyncChannel | None = None
+
+    async def _connect(self) -> AsyncChannel:
+        url, timeout, options = self._args
+        loop = asyncio.get_running_loop()
+        # The handshake is one short exchange (TLS included) done by the sync code in a
+        # worker thread; a caller cancelled meanwhile must not leak the connection.
+        job = loop.run_in_executor(None, lambda: _sync.connect(url, timeout=timeout, **options))
+        try:
+            channel = await asyncio.shield(job)
+        except asyncio.CancelledError:
+            job.add_done_callback(_close_orphan)
+            raise
+        return AsyncChannel(channel)
+
+    def __await__(self) -> Generator[Any, None, AsyncChannel]:
+        return self._connect().__await__()
+
+    async def __aenter__(self) -> AsyncChannel:
+        self._channel = await self._connect()
+        return self._channel
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._channel is not None:
+            await self._channel.aclose()
+
+
+def _close_orphan(job: asyncio.Future[Channel]) -> None:
+    if not job.cancelled() and job.exception() is None:
+        job.result().close()
+
+
+def open(url: str, *, create: bool = False, **options: Any) -> AsyncChannel:  # noqa: A001
+    """Create (``create=True``) or attach to a named channel; see :func:`ipckit.open`.
+
+    Opening never waits, so the result may be awaited or used as it is.
+    """
+    return AsyncChannel(_sync.open(url, create=create, **options))
+
+
+def pipe(**options: Any) -> tuple[AsyncChannel, AsyncChannel]:
+    """A connected pair over OS pipes; see :func:`ipckit.pipe`. May be awaited or used as it is."""
+    a, b = _sync.pipe(**options)
+    return _Pair((AsyncChannel(a), AsyncChannel(b)))
+
+
+def listen(url: str, **options: Any) -> AsyncListener:
+    """Listen on ``unix://`` or ``tcp://``; see :func:`ipckit.listen`.
+
+    Binding never waits, so the result may be awaited or used as it is.
+    """
+    return AsyncListener(_sync.listen(url, **options))
+
+
+def connect(url: str, *, timeout: float | None = None, **options: Any) -> _Connecting:
+    """Connect to a listener (see :func:`ipckit.connect`): await it, or ``async with`` it."""
+    return _Connecting(url, timeout, options)
