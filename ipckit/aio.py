@@ -243,12 +243,31 @@ class AsyncChannel:
     async def _sending(
         self, attempt: Callable[[int], None], total: int, deadline: Deadline
     ) -> None:
+        # The lock orders tasks that wait; an attempt never awaits, so one that needs
+        # no wait runs without it (measured: the lock round costs 1.3 us of the 3.1 us
+        # of an awaited 64-byte shm:// send).
+        lock = self._send_lock
+        first: Full | None = None
+        if not lock.locked():
+            try:
+                attempt(0)
+                return
+            except Full as exc:  # SendParked too: both go on under the lock below
+                first = exc
+            except IPCError:
+                raise
+            except BaseException:
+                self._t.resume_send(give_up=True)  # see below
+                raise
         busy = Full(f"another task is still sending on {self.url}; timed out waiting", sent=0)
-        await self._take(self._send_lock, deadline, busy)
+        await self._take(lock, deadline, busy)
         sent = 0
         try:
             while True:
                 try:
+                    if first is not None:
+                        earlier, first = first, None
+                        raise earlier
                     attempt(sent)
                     return
                 except SendParked as parked:
@@ -329,8 +348,15 @@ class AsyncChannel:
         return got
 
     async def _receiving(self, attempt: Callable[[], _T], deadline: Deadline) -> _T:
+        lock = self._recv_lock
+        if not lock.locked():  # no task waits before us: try at once (see _sending)
+            try:
+                return attempt()
+            except Empty:
+                if deadline.nonblocking:
+                    raise
         busy = Empty(f"another task is still receiving on {self.url}; timed out waiting")
-        await self._take(self._recv_lock, deadline, busy)
+        await self._take(lock, deadline, busy)
         woke: Ready | None = None
         try:
             while True:

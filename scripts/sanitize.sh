@@ -30,5 +30,5 @@ ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 IPCKIT_REQUIRE_NATIVE=1 \
   python -m pytest -q -p no:cacheprovider -o addopts="" -x \
-    tests/shm tests/ring tests/framing tests/streams tests/conformance \
+    tests/shm tests/ring tests/framing tests/streams tests/conformance tests/aio/test_aio_contract.py \
     -k "shm or ring or fram or pipe or unix or stream or native" "$@"

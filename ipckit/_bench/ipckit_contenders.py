@@ -85,10 +85,13 @@ class ChannelEndpoint(Endpoint):
         inbound: ipckit.Channel | None,
         batch: int = 1,
         implementation: str | None = None,
+        aio: bool = False,
     ):
         self._out = out
         self._in = inbound
         self.batch = batch
+        #: Run the round's loop in asyncio through ipckit.aio (the -aio rows).
+        self.aio = aio
         self.implementation = implementation or current_implementation()
 
     def send(self, data: bytes) -> None:
@@ -197,10 +200,13 @@ class _NamedLink(Link):
         spec: LinkSpec,
         scheme: str,
         options: Mapping[str, Any],
+        *,
         batch: int = 1,
         pure: bool = False,
+        aio: bool = False,
     ) -> None:
         self._dir = TempDir() if scheme == "fifo" else None
+        self._aio = aio
         self._scheme = scheme
         self._options = dict(options)
         # Batches of bytes skip the serializer; batches of objects are what msgpack is for.
@@ -235,8 +241,8 @@ class _NamedLink(Link):
         fwd = chans[0]
         back = chans[1] if len(chans) > 1 else None
         if role == PRODUCER:
-            return ChannelEndpoint(fwd, back, self._batch)
-        return ChannelEndpoint(back, fwd, self._batch)
+            return ChannelEndpoint(fwd, back, self._batch, aio=self._aio)
+        return ChannelEndpoint(back, fwd, self._batch, aio=self._aio)
 
     def unit(self) -> Unit | None:
         """What one native unit of this queue carries, read from the channel the parent made."""
@@ -306,7 +312,8 @@ def _probe_spin() -> str | None:
 
 
 class _SocketLink(Link):
-    def __init__(self, spec: LinkSpec, scheme: str) -> None:
+    def __init__(self, spec: LinkSpec, scheme: str, aio: bool = False) -> None:
+        self._aio = aio
         self._dir = TempDir() if scheme == "unix" else None
         url = f"unix://{self._dir.join('s.sock')}" if self._dir is not None else "tcp://127.0.0.1:0"
         try:
@@ -320,7 +327,7 @@ class _SocketLink(Link):
             ch = self._listener.accept(timeout=_CONNECT_TIMEOUT)
         else:
             ch = ipckit.connect(self._listener.url, timeout=_CONNECT_TIMEOUT)
-        return ChannelEndpoint(ch, ch)
+        return ChannelEndpoint(ch, ch, aio=self._aio)
 
     def cleanup(self) -> None:
         listener = getattr(self, "_listener", None)
@@ -331,7 +338,11 @@ class _SocketLink(Link):
 
 
 def _named(
-    scheme: str, options: Mapping[str, Any] | None = None, batch: int = 1, pure: bool = False
+    scheme: str,
+    options: Mapping[str, Any] | None = None,
+    batch: int = 1,
+    pure: bool = False,
+    aio: bool = False,
 ) -> Any:
     def make(spec: LinkSpec) -> Link:
         opts = dict(options or {})
@@ -341,13 +352,20 @@ def _named(
             # Sized as a user sending such messages would size it: the largest message
             # stays in the ring (at most half of it) instead of going out of band.
             opts["capacity"] = max(1 << 20, 4 * spec.max_size)
-        return _NamedLink(spec, scheme, opts, batch, pure)
+        return _NamedLink(spec, scheme, opts, batch=batch, pure=pure, aio=aio)
 
     return make
 
 
-def _socket(scheme: str) -> Callable[[LinkSpec], Link]:
-    return lambda spec: _SocketLink(spec, scheme)
+def _socket(scheme: str, aio: bool = False) -> Callable[[LinkSpec], Link]:
+    return lambda spec: _SocketLink(spec, scheme, aio)
+
+
+def _aio_supports(spec: LinkSpec) -> str | None:
+    """The -aio rows run the one-to-one byte rounds (see ipckit._bench.aio_child)."""
+    if spec.objects or spec.producers != 1 or spec.consumers != 1:
+        return "one producer and one consumer of bytes only"
+    return None
 
 
 IPCKIT_CONTENDERS: Sequence[Contender] = (
@@ -414,6 +432,14 @@ IPCKIT_CONTENDERS: Sequence[Contender] = (
         objects=True,
     ),
     Contender(
+        "ipckit-shm-aio",
+        "ipckit.aio shm:// awaited send_bytes/recv_bytes in an asyncio loop",
+        "ipckit",
+        _named("shm", aio=True),
+        probe=lambda: _probe_scheme("shm"),
+        supports=_aio_supports,
+    ),
+    Contender(
         "ipckit-mq",
         "ipckit.open('mq://...') send_bytes/recv_bytes",
         "ipckit",
@@ -440,6 +466,14 @@ IPCKIT_CONTENDERS: Sequence[Contender] = (
         _socket("unix"),
         probe=lambda: _probe_scheme("unix"),
         objects=True,
+    ),
+    Contender(
+        "ipckit-unix-aio",
+        "ipckit.aio unix:// awaited send_bytes/recv_bytes in an asyncio loop",
+        "ipckit",
+        _socket("unix", aio=True),
+        probe=lambda: _probe_scheme("unix"),
+        supports=_aio_supports,
     ),
     Contender(
         "ipckit-tcp",

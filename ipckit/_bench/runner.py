@@ -107,6 +107,8 @@ def _play(job: _Job, ep: Endpoint, conn: Connection) -> dict[str, Any]:
             dicts = make_dicts(job.index)
             return child.produce_objects(ep, dicts, job.duration_ns, wl.min_messages)
         return child.consume_objects(ep, make_dicts(0))
+    if getattr(ep, "aio", False):
+        return _play_aio(job, ep)
     if wl.kind == PINGPONG:
         if job.role == PRODUCER:
             return child.ping(ep, make_variants(wl.sizes, 0), job.duration_ns, wl.min_messages)
@@ -116,6 +118,22 @@ def _play(job: _Job, ep: Endpoint, conn: Connection) -> dict[str, Any]:
         return child.produce(ep, variants, job.duration_ns, wl.min_messages)
     all_variants = [make_variants(wl.sizes, p) for p in range(job.producers)]
     return child.consume(ep, all_variants, job.producers)
+
+
+def _play_aio(job: _Job, ep: Any) -> dict[str, Any]:
+    """The -aio rows: the same rounds, awaited in an asyncio loop (ipckit._bench.aio_child)."""
+    from ipckit._bench import aio_child
+
+    wl = job.workload
+    if wl.kind == PINGPONG:
+        if job.role == PRODUCER:
+            variants = make_variants(wl.sizes, 0)
+            return aio_child.ping(ep._out, ep._in, variants, job.duration_ns, wl.min_messages)
+        return aio_child.echo(ep._out, ep._in)
+    if job.role == PRODUCER:
+        variants = make_variants(wl.sizes, job.index)
+        return aio_child.produce(ep._out, variants, job.duration_ns, wl.min_messages)
+    return aio_child.consume(ep._in, make_variants(wl.sizes, 0))
 
 
 def _child_main(job: _Job, conn: Connection) -> None:

@@ -422,8 +422,9 @@ class StreamTransport(Waits):
                 self._wtorn = False  # type: ignore[unreachable]
             # No call between the test and the release, so shutdown() sees either the
             # claim still held (we write its end-of-stream) or released (it writes it).
+            # (mypy narrows _parked to None from the check above; a write may park.)
             if self._parked is not None:
-                pass  # mid-frame in an event loop: the claim is resume_send()'s to give back
+                pass  # type: ignore[unreachable]  # mid-frame in a loop: resume_send()'s claim
             elif self._wtorn or (self._shut and not self._eos_sent):
                 try:
                     self._end_writes()

@@ -1154,6 +1154,8 @@ _PARK_LOCK_WAIT = 0.1
 #: A parked event-loop wait looks again after this long even if no FIFO byte came:
 #: a publisher killed between its commit and its ring leaves no byte behind.
 _PARK_RECHECK = 0.05
+#: How long an event-loop wait watches the ring before it parks on the FIFO.
+_PARK_SPIN = 20e-6
 
 
 class _ShmReady:
@@ -1183,8 +1185,15 @@ class _ShmReady:
     def park(self) -> bool:
         """Count this wait, then look again: whoever publishes after the count rings."""
         t = self._t
-        if self._ready():
-            return False
+        # Watch the ring a few microseconds first, as the sync waits do (10 us in C): a
+        # peer on another CPU usually answers within that, and a wake-up through the
+        # FIFO and the loop costs far more (see docs/asyncio.md for the figures).
+        end = time.perf_counter() + _PARK_SPIN
+        while True:
+            if self._ready():
+                return False
+            if time.perf_counter() >= end:
+                break
         self._counted = t._count_parked(self._head >= 0, 1)
         if not self._counted:
             self.recheck = 0.001  # the lock stayed busy: look again soon instead

@@ -61,11 +61,9 @@ def fill(ch: AsyncChannel, size: int = 4000) -> int:
     from ipckit import Full
 
     payload = b"f" * size
-    count = 0
-    for _ in range(100_000):
+    for count in range(100_000):
         try:
             ch._ch.send_bytes(payload, timeout=0)
         except Full:
             return count
-        count += 1
     raise AssertionError("the channel never filled up")
