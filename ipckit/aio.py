@@ -83,25 +83,69 @@ def _wake(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-class _Wait:
-    """One registration of a descriptor with the loop, removable exactly once."""
+class _Watches:
+    """A handle's loop registrations: one per (descriptor, direction), shared by its waiters.
 
-    __slots__ = ("fd", "fut", "ready", "remove")
+    asyncio keeps one reader (and one writer) callback per descriptor, so two tasks
+    of one handle waiting on the same descriptor (a ``poll`` beside a ``recv``, two
+    ``accept`` calls) must share a registration, or the second would silently
+    replace the first and leave it waiting for ever.
+    """
 
-    def __init__(
-        self, fut: asyncio.Future[None], fd: int, remove: Callable[[int], bool], ready: Ready
-    ) -> None:
-        self.fut = fut
-        self.fd = fd
-        self.remove: Callable[[int], bool] | None = remove
-        self.ready = ready
+    __slots__ = ("_keys",)
 
-    def end(self) -> None:
-        """Unregister (once: the descriptor number may belong to someone else later)."""
-        remove, self.remove = self.remove, None
-        if remove is not None:
-            remove(self.fd)
-            self.ready.unpark()
+    def __init__(self) -> None:
+        #: (fd, writable) -> (the loop it is registered with, the futures waiting on it)
+        self._keys: dict[tuple[int, bool], tuple[asyncio.AbstractEventLoop, set[Any]]] = {}
+
+    async def wait(self, fd: int, writable: bool, timeout: float | None) -> None:
+        """Until ``fd`` is ready, ``timeout`` passes or :meth:`close`."""
+        loop = asyncio.get_running_loop()
+        key = (fd, writable)
+        entry = self._keys.get(key)
+        if entry is None or entry[0] is not loop:
+            if entry is not None:
+                self._drop(key)  # a loop that ended without the wait's clean-up
+            entry = (loop, set())
+            self._keys[key] = entry
+            if writable:
+                loop.add_writer(fd, self._fire, key)
+            else:
+                loop.add_reader(fd, self._fire, key)
+        fut: asyncio.Future[None] = loop.create_future()
+        waiters = entry[1]
+        waiters.add(fut)
+        timer = None if timeout is None else loop.call_later(timeout, _wake, fut)
+        try:
+            await fut
+        finally:
+            if timer is not None:
+                timer.cancel()
+            waiters.discard(fut)
+            if not waiters and self._keys.get(key) is entry:
+                self._drop(key)
+
+    def _fire(self, key: tuple[int, bool]) -> None:
+        entry = self._keys.get(key)
+        if entry is not None:
+            for fut in entry[1]:
+                _wake(fut)
+
+    def _drop(self, key: tuple[int, bool]) -> None:
+        loop, waiters = self._keys.pop(key)
+        fd, writable = key
+        if not loop.is_closed():
+            if writable:
+                loop.remove_writer(fd)
+            else:
+                loop.remove_reader(fd)
+        for fut in waiters:
+            _wake(fut)
+
+    def close(self) -> None:
+        """Unregister everything now (the descriptors are about to close) and wake the waiters."""
+        for key in list(self._keys):
+            self._drop(key)
 
 
 class AsyncChannel:
@@ -126,7 +170,9 @@ class AsyncChannel:
             self._t.park_mid_frame = True
         self._send_lock = asyncio.Lock()
         self._recv_lock = asyncio.Lock()
-        self._waits: set[_Wait] = set()
+        self._watches = _Watches()
+        #: Waits counted where peers look (shm://), to uncount at aclose().
+        self._parked: set[Ready] = set()
 
     # -- properties -------------------------------------------------------------------
 
@@ -175,31 +221,18 @@ class AsyncChannel:
         if not ready.park():
             await asyncio.sleep(0)  # ready already: let the others run, then try again
             return ready
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        fd = ready.fd
-        if ready.writable:
-            loop.add_writer(fd, _wake, fut)
-            wait = _Wait(fut, fd, loop.remove_writer, ready)
-        else:
-            loop.add_reader(fd, _wake, fut)
-            wait = _Wait(fut, fd, loop.remove_reader, ready)
-        self._waits.add(wait)
+        self._parked.add(ready)
         left = deadline.remaining()
         step = ready.recheck if left is None else min(left, ready.recheck or left)
-        timer = None if step is None else loop.call_later(step, _wake, fut)
         try:
-            await fut
+            await self._watches.wait(ready.fd, ready.writable, step)
         finally:
-            if timer is not None:
-                timer.cancel()
-            self._waits.discard(wait)
-            wait.end()
+            self._parked.discard(ready)
+            ready.unpark()
         return ready
 
     def _wake_all(self) -> None:
-        for wait in list(self._waits):
-            _wake(wait.fut)
+        self._watches.close()
 
     @staticmethod
     async def _take(lock: asyncio.Lock, deadline: Deadline, error: Timeout) -> None:
@@ -413,9 +446,10 @@ class AsyncChannel:
         """
         if self._ch.closed:
             return
-        for wait in list(self._waits):
-            wait.end()  # before the descriptors close: their numbers may be reused at once
-            _wake(wait.fut)
+        # Before the descriptors close: their numbers may be reused at once.
+        self._watches.close()
+        for ready in list(self._parked):
+            ready.unpark()
         self._t.resume_send(give_up=True)  # a frame still parked cannot be finished now
         self._ch.close()
 
@@ -458,6 +492,7 @@ class AsyncListener:
 
     def __init__(self, listener: Listener) -> None:
         self._lst = listener
+        self._watches = _Watches()
 
     @property
     def url(self) -> str:
@@ -471,7 +506,6 @@ class AsyncListener:
     async def accept(self, *, timeout: float | None = None) -> AsyncChannel:
         """The next client (handshake done); :class:`~ipckit.Timeout` when none comes in time."""
         deadline = _deadline(timeout)
-        loop = asyncio.get_running_loop()
         while True:
             try:
                 return AsyncChannel(self._lst.accept(timeout=0))
@@ -483,24 +517,15 @@ class AsyncListener:
                         f"no client completed a handshake on {self.url} within "
                         f"timeout={deadline.timeout}"
                     ) from None
-            fut: asyncio.Future[None] = loop.create_future()
-            fd = self._lst.fileno()
-            loop.add_reader(fd, _wake, fut)
-            left = deadline.remaining()
-            timer = None if left is None else loop.call_later(left, _wake, fut)
-            try:
-                await fut
-            finally:
-                loop.remove_reader(fd)
-                if timer is not None:
-                    timer.cancel()
+            await self._watches.wait(self._lst.fileno(), False, deadline.remaining())
 
     async def aclose(self) -> None:
         """Stop listening and remove the address; idempotent."""
-        self._lst.close()
+        self.close()
 
     def close(self) -> None:
-        """Stop listening and remove the address; idempotent."""
+        """Stop listening and remove the address; idempotent. Waiting accepts wake and raise."""
+        self._watches.close()
         self._lst.close()
 
     async def __aenter__(self) -> Self:
@@ -512,7 +537,7 @@ class AsyncListener:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._lst.close()
+        self.close()
 
     def __await__(self) -> Generator[Any, None, Self]:
         return self._self().__await__()

@@ -324,3 +324,41 @@ def test_a_parked_task_is_a_registered_descriptor_not_a_thread(backend: str) -> 
             assert set(loop._selector.get_map()) == watched  # type: ignore[attr-defined]
 
     run("asyncio", body)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_poll_and_recv_wait_side_by_side(backend: str) -> None:
+    """Two tasks of one handle waiting on one descriptor (poll and recv) both wake."""
+
+    async def body() -> None:
+        with async_pair(backend) as (a, b):
+            polled = asyncio.create_task(b.poll(timeout=BOUND))
+            received = asyncio.create_task(b.recv(timeout=BOUND))
+            await asyncio.sleep(0.02)
+            await a.send_many(["one", "two"])  # the receive may take the first before poll looks
+            assert await received == "one"
+            assert await polled is True
+            assert await b.recv(timeout=BOUND) == "two"
+
+    run("asyncio", body)
+
+
+def test_concurrent_accepts_and_close(tmp_path: Any) -> None:
+    """Two tasks accepting on one listener each get a client; close() wakes a waiting accept."""
+
+    async def body() -> None:
+        lst = aio.listen(f"unix://{tmp_path}/two.sock")
+        first = asyncio.create_task(lst.accept(timeout=BOUND))
+        second = asyncio.create_task(lst.accept(timeout=BOUND))
+        await asyncio.sleep(0.02)
+        clients = [await aio.connect(lst.url, timeout=BOUND) for _ in range(2)]
+        served = [await first, await second]
+        for ch in clients + served:
+            await ch.aclose()
+        waiting = asyncio.create_task(lst.accept(timeout=BOUND))
+        await asyncio.sleep(0.02)
+        await lst.aclose()
+        with pytest.raises(ipckit.HandleClosed):
+            await waiting
+
+    run("asyncio", body)
