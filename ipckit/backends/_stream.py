@@ -454,7 +454,9 @@ class StreamTransport(Waits):
         except SendParked:
             return False
         finally:
-            # As in send_frames: loads and stores only between the test and the release.
+            # send_frames's release, written out again on purpose: as a helper it would
+            # put a Python call (where a signal handler can run) between the claim's
+            # test and its release, and an interrupt there would keep the claim for ever.
             if self._wtorn and self._counted and self._wlog[-1] in self._wends:
                 self._wtorn = False
             if self._parked is not None:
