@@ -41,6 +41,10 @@ class _ThreadWait:
         self.ch = ch
         self.pool = ThreadPoolExecutor(1)
 
+    async def aclose(self) -> None:
+        self.pool.shutdown()
+        self.ch.close()
+
     async def send_bytes(self, data: bytes) -> None:
         try:
             self.ch.send_bytes(data, timeout=0)
@@ -62,8 +66,11 @@ def _ends(kind: str, urls: tuple[str, str]) -> tuple[Any, Any]:
 
 
 def _pin(cpu: int) -> None:
-    if len(os.sched_getaffinity(0)) > 1:
-        os.sched_setaffinity(0, {cpu % os.cpu_count()})  # type: ignore[operator]
+    # By the machine's CPUs, not this process's affinity: a forked child inherits the
+    # parent's single CPU and must still move to its own.
+    cpus = os.cpu_count() or 1
+    if cpus > 1:
+        os.sched_setaffinity(0, {cpu % cpus})
 
 
 def _echo(kind: str, urls: tuple[str, str]) -> None:
@@ -73,6 +80,8 @@ def _echo(kind: str, urls: tuple[str, str]) -> None:
         tx, rx = _ends(kind, urls)
         while (data := await rx.recv_bytes()) != END:
             await tx.send_bytes(data)
+        await tx.aclose()
+        await rx.aclose()
 
     asyncio.run(run())
 
@@ -81,13 +90,15 @@ def _sink(kind: str, urls: tuple[str, str], report: Any) -> None:
     _pin(1)
 
     async def run() -> None:
-        _, rx = _ends(kind, urls)
+        tx, rx = _ends(kind, urls)
         count = 0
         while (data := await rx.recv_bytes()) != END:
             if data != MSG:
                 raise SystemExit("corrupted message")
             count += 1
         report.send((count, time.perf_counter()))
+        await tx.aclose()
+        await rx.aclose()
 
     asyncio.run(run())
 
@@ -107,6 +118,8 @@ def _pingpong(kind: str, urls: tuple[str, str]) -> tuple[float, float]:
             if i >= 100:
                 samples.append(time.perf_counter() - start)
         await tx.send_bytes(END)
+        await tx.aclose()
+        await rx.aclose()
         return sorted(samples)
 
     samples = asyncio.run(run())
@@ -120,7 +133,7 @@ def _throughput(kind: str, urls: tuple[str, str]) -> float:
     child.start()
 
     async def run() -> tuple[int, float]:
-        tx, _ = _ends(kind, urls)
+        tx, rx = _ends(kind, urls)
         sent = 0
         start = time.perf_counter()
         end = start + THROUGHPUT_SECONDS
@@ -129,6 +142,8 @@ def _throughput(kind: str, urls: tuple[str, str]) -> float:
                 await tx.send_bytes(MSG)
             sent += 64
         await tx.send_bytes(END)
+        await tx.aclose()
+        await rx.aclose()
         return sent, start
 
     sent, start = asyncio.run(run())

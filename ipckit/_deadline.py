@@ -13,7 +13,7 @@ import time
 
 from ipckit.errors import ConfigurationError
 
-__all__ = ["Deadline"]
+__all__ = ["FOREVER", "NOW", "Deadline"]
 
 _monotonic = time.monotonic
 #: Timeouts above this many seconds (about 30 years) wait forever.
@@ -82,3 +82,6 @@ class Deadline:
 
 
 FOREVER = Deadline(None)
+#: ``timeout=0``, shared as FOREVER is (a Deadline never changes once made): making one
+#: per call cost 0.26 us of a 1.0 us non-blocking shm:// send+receive pair.
+NOW = Deadline(0)

@@ -31,7 +31,7 @@ from typing import Any, Self, TypeVar
 from typing_extensions import Buffer
 
 from ipckit import channel as _sync
-from ipckit._deadline import FOREVER, Deadline
+from ipckit._deadline import FOREVER, NOW, Deadline
 from ipckit._transport import Capabilities, Ready, SendParked, Transport
 from ipckit.backends._stream import MID_FRAME_GRACE
 from ipckit.channel import Channel, ChannelStats, Listener
@@ -75,7 +75,7 @@ def sent_before(exc: BaseException) -> int:
 
 
 def _deadline(timeout: float | None) -> Deadline:
-    return FOREVER if timeout is None else Deadline(timeout)
+    return FOREVER if timeout is None else NOW if timeout == 0 else Deadline(timeout)
 
 
 def _wake(fut: asyncio.Future[None]) -> None:
@@ -300,7 +300,12 @@ class AsyncChannel:
                 try:
                     if first is not None:
                         earlier, first = first, None
-                        raise earlier
+                        try:
+                            raise earlier
+                        finally:
+                            # No local keeps the exception: its traceback holds this frame,
+                            # and the cycle would keep the channel alive until a GC pass.
+                            del earlier
                     attempt(sent)
                     return
                 except SendParked as parked:

@@ -21,7 +21,7 @@ from typing import Any, Self
 from typing_extensions import Buffer
 
 from ipckit._critical import Mutex
-from ipckit._deadline import FOREVER, Deadline
+from ipckit._deadline import FOREVER, NOW, Deadline
 from ipckit._framing import Frame
 from ipckit._transport import Capabilities, ListenerTransport, OutFrame, Transport
 from ipckit._url import Endpoint, OptionSpec, check_attach_options, parse_url, resolve_options
@@ -269,7 +269,7 @@ class Channel:
             Full: the channel stayed full until the timeout.
             ChannelClosed: the channel was shut down or the peer is gone.
         """
-        deadline = FOREVER if timeout is None else Deadline(timeout)
+        deadline = FOREVER if timeout is None else NOW if timeout == 0 else Deadline(timeout)
         core = self._core
         if core is not None:
             try:
@@ -291,7 +291,7 @@ class Channel:
 
     def send_bytes(self, data: Buffer, *, timeout: float | None = None) -> None:
         """Send raw bytes, bypassing the serializer. Raises as :meth:`send`."""
-        deadline = FOREVER if timeout is None else Deadline(timeout)
+        deadline = FOREVER if timeout is None else NOW if timeout == 0 else Deadline(timeout)
         core = self._core
         if core is not None and core.send_bytes(data, deadline):
             return
@@ -312,7 +312,7 @@ class Channel:
         oversized message sends nothing. If time runs out part-way, :class:`Full` is
         raised and its ``sent`` attribute says how many went out.
         """
-        deadline = FOREVER if timeout is None else Deadline(timeout)
+        deadline = FOREVER if timeout is None else NOW if timeout == 0 else Deadline(timeout)
         core = self._core
         if core is not None:
             items = objs if type(objs) is list or type(objs) is tuple else list(objs)
@@ -478,7 +478,7 @@ class Channel:
                 bytes are in the exception's ``payload``); the channel stays usable.
             ProtocolError: the peer sent a corrupt frame.
         """
-        deadline = FOREVER if timeout is None else Deadline(timeout)
+        deadline = FOREVER if timeout is None else NOW if timeout == 0 else Deadline(timeout)
         core = self._core
         if core is not None and not self._pending:
             got = core.recv_many(1, deadline)
@@ -488,7 +488,7 @@ class Channel:
 
     def recv_bytes(self, *, timeout: float | None = None) -> bytes:
         """Receive one message's raw payload, whatever serializer encoded it."""
-        deadline = FOREVER if timeout is None else Deadline(timeout)
+        deadline = FOREVER if timeout is None else NOW if timeout == 0 else Deadline(timeout)
         core = self._core
         if core is not None and not self._pending:
             frame = core.recv_frame(deadline)
@@ -512,7 +512,7 @@ class Channel:
         me = _get_ident()
         if lock.owner == me:
             raise self._reentered("receiving")
-        deadline = FOREVER if timeout is None else Deadline(timeout)
+        deadline = FOREVER if timeout is None else NOW if timeout == 0 else Deadline(timeout)
         lent = False
         try:
             if not lock.take(me, deadline.remaining()):
@@ -571,7 +571,7 @@ class Channel:
         the next receive (at once when it is the first); none after it is lost.
         """
         count = _count(max_items)
-        deadline = FOREVER if timeout is None else Deadline(timeout)
+        deadline = FOREVER if timeout is None else NOW if timeout == 0 else Deadline(timeout)
         core = self._core
         if core is not None and not self._pending:
             got = core.recv_many(count, deadline)
@@ -627,7 +627,9 @@ class Channel:
             raise self._closed_error()
         if self._pending:
             return True
-        return self._transport.poll(FOREVER if timeout is None else Deadline(timeout))
+        return self._transport.poll(
+            FOREVER if timeout is None else NOW if timeout == 0 else Deadline(timeout)
+        )
 
     def __iter__(self) -> Iterator[Any]:
         """Receive objects until the channel is closed or shut down."""
@@ -901,7 +903,7 @@ class Listener:
         """
         if self._closed:
             raise HandleClosed(f"listener on {self.url} is closed")
-        deadline = FOREVER if timeout is None else Deadline(timeout)
+        deadline = FOREVER if timeout is None else NOW if timeout == 0 else Deadline(timeout)
         with self._lock:
             transport = self._transport.accept(deadline)
         return Channel(transport, serializer=self._serializer, max_message_size=self._max)
@@ -992,7 +994,7 @@ def connect(url: str, *, timeout: float | None = None, **options: Any) -> Channe
     endpoint = parse_url(url)
     backend = connection_backend(endpoint.scheme, "connect")
     serializer, max_size, opts = _split_options(endpoint, backend.options, options, "connect")
-    deadline = FOREVER if timeout is None else Deadline(timeout)
+    deadline = FOREVER if timeout is None else NOW if timeout == 0 else Deadline(timeout)
     transport = backend.connect(endpoint, {**opts, "max_message_size": max_size}, deadline)
     return Channel(transport, serializer=serializer, max_message_size=max_size)
 

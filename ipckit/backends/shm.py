@@ -1188,12 +1188,17 @@ class _ShmReady:
         # Watch the ring a few microseconds first, as the sync waits do (10 us in C): a
         # peer on another CPU usually answers within that, and a wake-up through the
         # FIFO and the loop costs far more (see docs/asyncio.md for the figures).
+        # Yielding now and then lets a peer on this same CPU run (see _spin_until).
         end = time.perf_counter() + _PARK_SPIN
-        while True:
-            if self._ready():
-                return False
-            if time.perf_counter() >= end:
-                break
+        turns = 0
+        while not self._ready():
+            turns += 1
+            if turns & 7 == 0:
+                if time.perf_counter() >= end:
+                    break
+                os.sched_yield()
+        else:
+            return False
         self._counted = t._count_parked(self._head >= 0, 1)
         if not self._counted:
             self.recheck = 0.001  # the lock stayed busy: look again soon instead
