@@ -504,6 +504,7 @@ static void close_sems(Ring *r)
 static void release_all(Ring *r)
 {
     r->stopped = 1;
+    r->loop_bells[0] = r->loop_bells[1] = -1; /* Python closes them after this returns */
     if (r->busy) {
         /* Another thread sleeps in ring_wait with the GIL released, on these semaphores
          * and this segment (close() from another thread): wake it and let it leave
@@ -527,7 +528,6 @@ static void release_all(Ring *r)
         PyBuffer_Release(&r->view);
     }
     close_sems(r);
-    r->loop_bells[0] = r->loop_bells[1] = -1; /* Python closes them next */
 }
 
 static int Ring_traverse(Ring *r, visitproc visit, void *arg)

@@ -115,6 +115,9 @@ class Transport(Protocol):
 
     capabilities: Capabilities
     url: str
+    #: Raise :class:`SendParked` instead of blocking mid-frame (``ipckit.aio`` sets it;
+    #: only byte streams ever stop mid-frame).
+    park_mid_frame: bool
 
     def send_frames(self, frames: Sequence[OutFrame], deadline: Deadline) -> None:
         """Send every frame in order, or raise ``Full(sent=k)`` when time runs out.
@@ -169,9 +172,9 @@ class Transport(Protocol):
     def resume_send(self, give_up: bool) -> bool:
         """Write more of a frame a :class:`SendParked` left; True once it is out whole.
 
-        ``give_up`` abandons it instead (the peer read nothing for too long): the
-        sending direction ends and ``Full`` says so. Transports that never park
-        return True.
+        ``give_up`` abandons it instead, without raising: the sending direction ends,
+        and later sends raise ``ChannelClosed``. With nothing parked: True. Transports
+        that never park always return True.
         """
         ...
 

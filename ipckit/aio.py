@@ -24,6 +24,8 @@ framing, errors and crash behaviour are the sync API's own.
 from __future__ import annotations
 
 import asyncio
+import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -35,7 +37,15 @@ from ipckit._deadline import FOREVER, NOW, Deadline
 from ipckit._transport import Capabilities, Ready, SendParked, Transport
 from ipckit.backends._stream import MID_FRAME_GRACE
 from ipckit.channel import Channel, ChannelStats, Listener
-from ipckit.errors import ChannelClosed, Empty, Full, HandleClosed, IPCError, Timeout
+from ipckit.errors import (
+    ChannelClosed,
+    ConfigurationError,
+    Empty,
+    Full,
+    HandleClosed,
+    IPCError,
+    Timeout,
+)
 from ipckit.serializers import Serializer
 
 __all__ = [
@@ -49,6 +59,8 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+#: Sync channels an AsyncChannel owns (each may have only one).
+_ADOPTED: weakref.WeakSet[Channel] = weakref.WeakSet()
 #: The attribute a cancelled send's CancelledError carries (see sent_before).
 _SENT_ATTR = "_ipckit_sent"
 
@@ -106,12 +118,13 @@ class _Watches:
         if entry is None or entry[0] is not loop:
             if entry is not None:
                 self._drop(key)  # a loop that ended without the wait's clean-up
-            entry = (loop, set())
-            self._keys[key] = entry
+            # Registered first, stored second: an entry never exists unregistered.
             if writable:
                 loop.add_writer(fd, self._fire, key)
             else:
                 loop.add_reader(fd, self._fire, key)
+            entry = (loop, set())
+            self._keys[key] = entry
         fut: asyncio.Future[None] = loop.create_future()
         waiters = entry[1]
         waiters.add(fut)
@@ -148,6 +161,59 @@ class _Watches:
             self._drop(key)
 
 
+class _Turns:
+    """First come, first served turns of one direction of a handle.
+
+    A turn is handed straight to the next waiting task on release, never left free
+    while one waits, so a task that finds it free (``try_take``, no await) cannot
+    overtake a woken task that has not run yet, and a send that parks mid-frame
+    holds its turn until the frame is out.
+    """
+
+    __slots__ = ("_busy", "_queue")
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._queue: deque[asyncio.Future[None]] = deque()
+
+    def try_take(self) -> bool:
+        """Take the turn if it is free now."""
+        if self._busy:
+            return False
+        self._busy = True
+        return True
+
+    async def take(self, deadline: Deadline, error: Timeout) -> None:
+        """Wait for the turn within ``deadline``; ``error`` when it does not come in time."""
+        if self.try_take():
+            return
+        if deadline.nonblocking or deadline.expired():
+            raise error
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(fut)
+        try:
+            async with asyncio.timeout(deadline.remaining()):
+                await fut
+        except BaseException as exc:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed the turn just as we left: pass it on
+            else:
+                fut.cancel()
+            if isinstance(exc, TimeoutError):
+                raise error from None
+            raise
+
+    def release(self) -> None:
+        """Hand the turn to the next waiting task, or free it."""
+        queue = self._queue
+        while queue:
+            fut = queue.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self._busy = False
+
+
 class AsyncChannel:
     """A channel handle whose calls are coroutines; see :mod:`ipckit.aio`.
 
@@ -163,13 +229,19 @@ class AsyncChannel:
             raise TypeError(f"AsyncChannel wraps an ipckit.Channel, not {type(channel).__name__}")
         if channel.closed:
             raise HandleClosed(f"this handle on {channel.url} is closed; open a new one")
+        if channel in _ADOPTED:
+            raise ConfigurationError(
+                f"this handle on {channel.url} already belongs to an AsyncChannel; use that "
+                "one (two would replace each other's event-loop registrations)"
+            )
+        _ADOPTED.add(channel)
         self._ch = channel
         self._t: Transport = channel._transport
-        if hasattr(self._t, "park_mid_frame"):
-            # A frame the kernel takes in parts waits for room in the loop, not here.
-            self._t.park_mid_frame = True
-        self._send_lock = asyncio.Lock()
-        self._recv_lock = asyncio.Lock()
+        self._send_turns = _Turns()
+        self._recv_turns = _Turns()
+        #: Rounds in a row that found the transport ready but the attempt still failed
+        #: (a lock another process holds): each waits a little longer, up to a recheck.
+        self._hot = 0
         self._watches = _Watches()
         #: Waits counted where peers look (shm://), to uncount at aclose().
         self._parked: set[Ready] = set()
@@ -218,13 +290,18 @@ class AsyncChannel:
     async def _wait(self, sending: bool, deadline: Deadline) -> Ready:
         """Wait until the transport may go on (or one recheck, or the deadline)."""
         ready = self._t.readiness(sending)
-        if not ready.park():
-            await asyncio.sleep(0)  # ready already: let the others run, then try again
-            return ready
+        # Known before park() can count it, so aclose() can uncount it whatever happens.
         self._parked.add(ready)
-        left = deadline.remaining()
-        step = ready.recheck if left is None else min(left, ready.recheck or left)
         try:
+            if not ready.park():
+                # Ready already, yet the attempt failed (a lock held elsewhere): look
+                # again at once, then back off so the loop is not spun for nothing.
+                self._hot += 1
+                await asyncio.sleep(0 if self._hot < 4 else min(0.05, 1e-4 * 2**self._hot))
+                return ready
+            self._hot = 0
+            left = deadline.remaining()
+            step = ready.recheck if left is None else min(left, ready.recheck or left)
             await self._watches.wait(ready.fd, ready.writable, step)
         finally:
             self._parked.discard(ready)
@@ -233,20 +310,6 @@ class AsyncChannel:
 
     def _wake_all(self) -> None:
         self._watches.close()
-
-    @staticmethod
-    async def _take(lock: asyncio.Lock, deadline: Deadline, error: Timeout) -> None:
-        """Queue up behind the other tasks of this direction, within the deadline."""
-        if not lock.locked():
-            await lock.acquire()
-            return
-        if deadline.nonblocking or deadline.expired():
-            raise error
-        try:
-            async with asyncio.timeout(deadline.remaining()):
-                await lock.acquire()
-        except TimeoutError:
-            raise error from None
 
     # -- sending ----------------------------------------------------------------------
 
@@ -276,42 +339,24 @@ class AsyncChannel:
     async def _sending(
         self, attempt: Callable[[int], None], total: int, deadline: Deadline
     ) -> None:
-        # The lock orders tasks that wait; an attempt never awaits, so one that needs
-        # no wait runs without it (measured: the lock round costs 1.3 us of the 3.1 us
-        # of an awaited 64-byte shm:// send).
-        lock = self._send_lock
-        first: Full | None = None
-        if not lock.locked():
-            try:
-                attempt(0)
-                return
-            except Full as exc:  # SendParked too: both go on under the lock below
-                first = exc
-            except IPCError:
-                raise
-            except BaseException:
-                self._t.resume_send(give_up=True)  # see below
-                raise
-        busy = Full(f"another task is still sending on {self.url}; timed out waiting", sent=0)
-        await self._take(lock, deadline, busy)
+        turns = self._send_turns
+        if not turns.try_take():
+            await turns.take(
+                deadline,
+                Full(f"another task is still sending on {self.url}; timed out waiting", sent=0),
+            )
+        # A frame the kernel takes in parts waits for room in the loop, not in the call.
+        # Set per call: a forked child resets it (its sync users must not see a park).
+        self._t.park_mid_frame = True
         sent = 0
         try:
             while True:
                 try:
-                    if first is not None:
-                        earlier, first = first, None
-                        try:
-                            raise earlier
-                        finally:
-                            # No local keeps the exception: its traceback holds this frame,
-                            # and the cycle would keep the channel alive until a GC pass.
-                            del earlier
                     attempt(sent)
                     return
                 except SendParked as parked:
                     sent += parked.sent
-                    await self._finish_frame(parked, deadline, sent)
-                    sent += 1
+                    sent += await self._finish_frame(parked, deadline, sent)
                     if sent == total:
                         return
                     continue
@@ -339,27 +384,47 @@ class AsyncChannel:
                     setattr(cancel, _SENT_ATTR, sent)
                     raise
         finally:
-            self._send_lock.release()
+            turns.release()
 
-    async def _finish_frame(self, parked: SendParked, deadline: Deadline, sent: int) -> None:
-        """Write the rest of a started frame, waiting in the loop; a cancel waits for it."""
+    async def _finish_frame(self, parked: SendParked, deadline: Deadline, sent: int) -> int:
+        """Write the rest of a started frame, waiting in the loop; 1 once it is out.
+
+        A cancel waits for the frame (half a frame would end the stream), for at most
+        ``MID_FRAME_GRACE`` seconds more, then re-raises saying it went out. Anything
+        else that stops it abandons the frame, which ends the sending direction.
+        """
         left = deadline.remaining()
         finish = deadline if left is None else Deadline(left + MID_FRAME_GRACE)
         cancelled: asyncio.CancelledError | None = None
-        while True:
-            try:
-                if self._t.resume_send(give_up=finish.expired()):
-                    break
-                await self._wait(True, finish)
-            except asyncio.CancelledError as exc:
-                cancelled = exc  # half a frame would end the stream: finish it first
-            except Full as exc:
-                exc.sent = sent
-                raise
+        try:
+            while not self._t.resume_send(give_up=False):
+                if finish.expired():
+                    raise Full(
+                        f"the peer on {self.url} read nothing for {MID_FRAME_GRACE:g} s in "
+                        f"the middle of a message, past timeout={deadline.timeout}: the "
+                        "message was abandoned and this handle's sending direction is "
+                        "closed (the peer gets every whole message before it); close this "
+                        "channel",
+                        sent=sent,
+                    )
+                try:
+                    await self._wait(True, finish)
+                except asyncio.CancelledError as exc:
+                    if cancelled is None:
+                        cancelled = exc
+                        if finish.forever or (finish.remaining() or 0) > MID_FRAME_GRACE:
+                            finish = Deadline(MID_FRAME_GRACE)
+        except BaseException:
+            self._t.resume_send(give_up=True)
+            if cancelled is not None:
+                setattr(cancelled, _SENT_ATTR, sent)
+                raise cancelled from None
+            raise
         self._ch._count_sent(1, parked.nbytes)
         if cancelled is not None:
             setattr(cancelled, _SENT_ATTR, sent + 1)
             raise cancelled
+        return 1
 
     # -- receiving --------------------------------------------------------------------
 
@@ -386,15 +451,12 @@ class AsyncChannel:
         return got
 
     async def _receiving(self, attempt: Callable[[], _T], deadline: Deadline) -> _T:
-        lock = self._recv_lock
-        if not lock.locked():  # no task waits before us: try at once (see _sending)
-            try:
-                return attempt()
-            except Empty:
-                if deadline.nonblocking:
-                    raise
-        busy = Empty(f"another task is still receiving on {self.url}; timed out waiting")
-        await self._take(lock, deadline, busy)
+        turns = self._recv_turns
+        if not turns.try_take():
+            await turns.take(
+                deadline,
+                Empty(f"another task is still receiving on {self.url}; timed out waiting"),
+            )
         woke: Ready | None = None
         try:
             while True:
@@ -413,7 +475,7 @@ class AsyncChannel:
                     return got
                 woke = await self._wait(False, deadline)
         finally:
-            self._recv_lock.release()
+            turns.release()
 
     async def poll(self, timeout: float | None = 0.0) -> bool:
         """True when a message (or the end of the stream) is ready; waits up to ``timeout``."""
@@ -441,8 +503,10 @@ class AsyncChannel:
 
     def shutdown(self) -> None:
         """End the stream for everyone; see :meth:`ipckit.Channel.shutdown`."""
+        # This handle's own waits first: no descriptor tells them, and shutdown() may close
+        # the descriptor they are registered with (whose number is then free for reuse).
+        self._wake_all()
         self._ch.shutdown()
-        self._wake_all()  # this handle's own waits: no descriptor tells them
 
     async def aclose(self) -> None:
         """Release this handle; idempotent.
@@ -451,12 +515,14 @@ class AsyncChannel:
         """
         if self._ch.closed:
             return
-        # Before the descriptors close: their numbers may be reused at once.
-        self._watches.close()
-        for ready in list(self._parked):
-            ready.unpark()
-        self._t.resume_send(give_up=True)  # a frame still parked cannot be finished now
-        self._ch.close()
+        try:
+            # Before the descriptors close: their numbers may be reused at once.
+            self._watches.close()
+            for ready in list(self._parked):
+                ready.unpark()
+            self._t.resume_send(give_up=True)  # a frame still parked cannot be finished now
+        finally:
+            self._ch.close()
 
     async def __aenter__(self) -> Self:
         return self

@@ -31,6 +31,14 @@ def _adopt(ch: Channel | None) -> aio.AsyncChannel:
     return aio.AsyncChannel(ch)
 
 
+def _pair(
+    out: Channel | None, inbound: Channel | None
+) -> tuple[aio.AsyncChannel, aio.AsyncChannel]:
+    """Both directions; one async handle when they are one duplex channel (a socket)."""
+    tx = _adopt(out)
+    return tx, tx if inbound is out else _adopt(inbound)
+
+
 def produce(
     out: Channel | None, variants: Sequence[bytes], duration_ns: int, min_messages: int
 ) -> dict[str, Any]:
@@ -92,7 +100,7 @@ def ping(
     """Send one message, await it back, check it; time each round trip."""
 
     async def run() -> dict[str, Any]:
-        tx, rx = _adopt(out), _adopt(inbound)
+        tx, rx = _pair(out, inbound)
         samples: list[int] = []
         failure: str | None = None
         n = len(variants)
@@ -126,7 +134,7 @@ def echo(out: Channel | None, inbound: Channel | None) -> dict[str, Any]:
     """Send every message straight back until END."""
 
     async def run() -> dict[str, Any]:
-        tx, rx = _adopt(out), _adopt(inbound)
+        tx, rx = _pair(out, inbound)
         count = 0
         while True:
             data = await rx.recv_bytes()

@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+
+from ipckit.errors import ProtocolError
 
 __all__ = ["LoopBell"]
 
-_FLAGS = os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC
+# O_NOFOLLOW: a symlink planted at the name is refused, as for the segment.
+_FLAGS = os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
 _BYTE = b"\0"
 
 
@@ -46,6 +50,12 @@ class LoopBell:
                 os.mkfifo(path, 0o600)
             os.chmod(path, mode)  # mkfifo obeys the umask; the channel's mode does not
         self._fds.extend(map(os.open, (path,), (_FLAGS,)))
+        if not stat.S_ISFIFO(os.fstat(self._fds[-1]).st_mode):
+            self.close()
+            raise ProtocolError(
+                f"{path} is not a FIFO: something else took the name of this channel's "
+                "event-loop doorbell; remove the channel (ipckit rm) and create it again"
+            )
 
     @property
     def fd(self) -> int:
@@ -58,12 +68,17 @@ class LoopBell:
             with contextlib.suppress(OSError):
                 os.write(self._fds[-1], _BYTE)
 
-    def drain(self) -> None:
-        """Read every byte waiting, so the FIFO polls quiet until the next ring."""
+    def drain(self) -> int:
+        """Read every byte waiting, so the FIFO polls quiet until the next ring; how many."""
+        total = 0
         if self._fds:
             with contextlib.suppress(OSError):
-                while len(os.read(self._fds[-1], 4096)) == 4096:
-                    pass
+                while True:
+                    got = len(os.read(self._fds[-1], 65536))
+                    total += got
+                    if got < 65536:
+                        break
+        return total
 
     def close(self) -> None:
         """Close this handle's descriptor; the FIFO stays for the others."""

@@ -210,6 +210,7 @@ class StreamTransport(Waits):
             self._writing = False
             self._wtorn = False
             self._parked = None
+        self.park_mid_frame = False  # the parent's event loop is not the child's
         offers, self._offers = self._offers, Offers()
         offers.forget()  # our copies of the parent's offered duplicates
         # Frames the parent had already read into this handle are the parent's to hand
@@ -437,17 +438,23 @@ class StreamTransport(Waits):
         """Write more of the frame a :class:`SendParked` left; True once it is out whole.
 
         See :meth:`ipckit._transport.Transport.resume_send`. Holds the sender's claim
-        from the send that parked until the frame is out or abandoned.
+        from the send that parked until the frame is out or abandoned. ``give_up``
+        abandons it without raising (False); a later call for it raises
+        ``ChannelClosed``, as every later send does.
         """
         parked = self._parked
         if parked is None:
-            return True
+            if give_up or self._wfd is not None:
+                return True  # nothing parked: nothing to finish or abandon
+            raise self._send_torn()  # abandoned meanwhile (aclose() from another task)
         bufs, remaining, sent, deadline, nbytes = parked
         wfd = self._wfd
         try:
             self._parked = None
-            if give_up or wfd is None or self._interrupted:
-                raise self._abandoned(deadline, sent)
+            if give_up:
+                return False  # _wtorn stays set: the release below ends the direction
+            if wfd is None or self._interrupted:
+                raise HandleClosed(f"this handle on {self.url} was closed mid-message")
             self._write_rest(wfd, bufs, deadline, sent=sent, until=remaining, nbytes=nbytes)
             self._wtorn = False
             return True

@@ -127,6 +127,8 @@ class Waits:
 
     #: Seconds after which a loop re-checks a quiet wait (see Ready.recheck).
     _recheck: float | None = None
+    #: See Transport.park_mid_frame; queues write whole units and never park.
+    park_mid_frame = False
 
     def readiness(self, sending: bool) -> FdReady:
         """The event-loop wait for a send or a receive: the descriptor the sync waits poll."""

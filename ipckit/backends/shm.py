@@ -217,6 +217,7 @@ class ShmTransport:
     """One handle on a shared-memory queue."""
 
     capabilities = SHM_CAPABILITIES
+    park_mid_frame = False  # records are committed whole: nothing ever parks mid-frame
 
     def __init__(
         self,
@@ -1093,20 +1094,33 @@ class ShmTransport:
         """A record is committed whole or not at all: nothing ever waits mid-frame."""
         return True
 
-    def _count_parked(self, sending: bool, delta: int) -> bool:
-        """Add ``delta`` to the event-loop waiters of one side, under that side's lock."""
-        at = _ASYNC_SEND if sending else _ASYNC_RECV
+    def _count_parked(self, ready: _ShmReady, park: bool, stale: bool) -> None:
+        """Count ``ready`` in (``park``) or out of its side's event-loop waiters.
+
+        Under that side's lock, taken only if it is free now: an event loop must not
+        block on a lock another process holds (a lend, a stopped process). The count
+        and ``ready``'s record of it change together, plain stores in one function, so
+        no interrupt can leave one without the other. ``stale``: the FIFO was full, so
+        nobody drained it for 64 KiB of rings and the count is left by dead waiters:
+        this waiter becomes the only one counted (live ones, if any, still recheck).
+        """
+        at = _ASYNC_SEND if ready._head >= 0 else _ASYNC_RECV
         w = self._w
 
         def count(_t: object, _: None) -> bool:
-            w[at] = max(w[at] + delta, 0)
+            if park:
+                w[at] = 1 if stale else w[at] + 1
+                ready._counted = True
+            elif ready._counted:
+                w[at] = max(w[at] - 1, 0)
+                ready._counted = False
             return True
 
-        if sending:
+        if ready._head >= 0:
             lock, dirty, recov = self._send_lock, _DIRTY_SEND, _RECOVERIES_SEND
         else:
             lock, dirty, recov = self._recv_lock, _DIRTY_RECV, _RECOVERIES_RECV
-        return self._locked(lock, dirty, recov, Deadline(_PARK_LOCK_WAIT), count, None) is True
+        self._locked(lock, dirty, recov, None, count, None)
 
     # -- the rest ---------------------------------------------------------------------
 
@@ -1148,9 +1162,9 @@ _BORROW = ShmTransport._borrow
 _END_LEND = ShmTransport._end_lend
 
 
-#: How long an event loop may block for a ring lock to count itself parked. Holders
-#: keep it for a copy; a dead one is taken over (RobustLock) well within this.
-_PARK_LOCK_WAIT = 0.1
+#: Bytes a FIFO holds before a write fails (Linux's default pipe buffer): a waiter that
+#: drains this many finds a count nobody has served for a long time.
+_FIFO_FULL = 65536
 #: A parked event-loop wait looks again after this long even if no FIFO byte came:
 #: a publisher killed between its commit and its ring leaves no byte behind.
 _PARK_RECHECK = 0.05
@@ -1199,20 +1213,21 @@ class _ShmReady:
                 os.sched_yield()
         else:
             return False
-        self._counted = t._count_parked(self._head >= 0, 1)
+        stale = self._bell.drain() >= _FIFO_FULL
+        t._count_parked(self, True, stale)
         if not self._counted:
-            self.recheck = 0.001  # the lock stayed busy: look again soon instead
-        if self._ready():
-            self.unpark()
-            return False
-        return True
+            self.recheck = 0.001  # the lock was busy: uncounted, so look again soon
+        # Ready now: the caller's unpark() uncounts. Not ready: wait for a ring.
+        return not self._ready()
 
     def unpark(self) -> None:
-        """Drain the FIFO and uncount."""
+        """Drain the FIFO, uncount, and pass on a wake-up this wait no longer needs."""
+        if self._t._shm is None:
+            return
         self._bell.drain()
-        if self._counted and self._t._shm is not None:
-            self._counted = False
-            self._t._count_parked(self._head >= 0, -1)
+        if self._counted:
+            self._t._count_parked(self, False, False)
+        self.pass_on()
 
     def pass_on(self) -> None:
         """Something is left and other loops wait: the byte this wait drained is theirs too."""

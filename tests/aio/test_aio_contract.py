@@ -362,3 +362,102 @@ def test_concurrent_accepts_and_close(tmp_path: Any) -> None:
             await waiting
 
     run("asyncio", body)
+
+
+@pytest.mark.parametrize("backend", STREAMS)
+def test_big_sends_from_many_tasks_keep_their_turns(backend: str) -> None:
+    """Tasks sending big messages at once on one handle: each goes out whole, in turn order."""
+
+    async def body() -> None:
+        limit = {"max_message_size": 32 << 20}
+        with async_pair(backend, limit, limit) as (a, b):
+            big = [bytes([i]) * (9 << 20) for i in range(4)]
+            senders = [asyncio.create_task(a.send_bytes(m)) for m in big]
+            got = [await b.recv_bytes() for _ in big]
+            await asyncio.gather(*senders)
+            assert got == big
+
+    run("asyncio", body)
+
+
+@pytest.mark.parametrize("backend", STREAMS)
+def test_aclose_during_a_big_send(backend: str) -> None:
+    """aclose() while another task is mid-frame: the send fails, aclose itself does not."""
+
+    async def body() -> None:
+        limit = {"max_message_size": 32 << 20}
+        with async_pair(backend, limit, limit) as (a, _):
+            task = asyncio.create_task(a.send_bytes(b"z" * (24 << 20)))
+            await asyncio.sleep(0.05)  # parked mid-frame: nobody reads
+            await a.aclose()
+            assert a.closed
+            with pytest.raises(ipckit.IPCError):
+                await asyncio.wait_for(task, BOUND)
+
+    run("asyncio", body)
+
+
+@pytest.mark.parametrize("backend", STREAMS)
+def test_a_cancel_mid_frame_waits_only_the_grace(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """timeout=None, a peer that never reads, a cancel: the frame is abandoned after the grace."""
+    monkeypatch.setattr(aio, "MID_FRAME_GRACE", 0.3)
+
+    async def body() -> None:
+        limit = {"max_message_size": 32 << 20}
+        with async_pair(backend, limit, limit) as (a, _):
+            task = asyncio.create_task(a.send_bytes(b"z" * (24 << 20)))
+            await asyncio.sleep(0.05)
+            started = time.monotonic()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError) as info:
+                await task
+            assert time.monotonic() - started < 5
+            assert aio.sent_before(info.value) == 0  # abandoned, not sent
+            with pytest.raises(ipckit.ChannelClosed):
+                await a.send("after")  # the sending direction ended with the frame
+
+    run("asyncio", body)
+
+
+@pytest.mark.parametrize("backend", ["shm", "shm-pure", "shm-mixed", "shm-small-ring"])
+def test_parked_counts_come_back_to_zero(backend: str) -> None:
+    """After waits that ended every way (woken, timed out, cancelled), nobody is counted."""
+    from ipckit.backends import _ring as ring
+
+    async def body() -> None:
+        with async_pair(backend) as (a, b):
+            for i in range(30):
+                task = asyncio.create_task(b.recv(timeout=None if i % 3 else 0.01))
+                await asyncio.sleep(0.002)
+                if i % 3 == 1:
+                    task.cancel()
+                elif i % 3 == 2:
+                    await a.send(i)
+                try:
+                    await task
+                except (asyncio.CancelledError, ipckit.Empty):
+                    pass
+            fill(a)
+            sender = asyncio.create_task(a.send(b"s" * 4000))
+            await asyncio.sleep(0.01)
+            sender.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await sender
+            w = b._ch._transport._w  # type: ignore[attr-defined]
+            assert w[ring.ASYNC_RECV_WAITERS // 4] == 0
+            assert w[ring.ASYNC_SEND_WAITERS // 4] == 0
+            while await b.poll():
+                await b.recv()
+
+    run("asyncio", body)
+
+
+def test_one_channel_one_async_handle() -> None:
+    """Adopting one sync channel twice is refused (the two would fight over the loop)."""
+    a, b = ipckit.pipe()
+    with a, b:
+        aio.AsyncChannel(a)
+        with pytest.raises(ipckit.ConfigurationError, match="already belongs"):
+            aio.AsyncChannel(a)
