@@ -13,6 +13,7 @@ exiting must not remove a block the receiver has not read yet.
 from __future__ import annotations
 
 import errno
+import fcntl
 import mmap
 import os
 import secrets
@@ -26,6 +27,7 @@ from ipckit._oserror import no_space_error, translate_os_errors
 from ipckit.errors import MessageTooLarge, ProtocolError
 
 __all__ = [
+    "nobody_holds",
     "SHM_DIR",
     "discard_block",
     "open_block",
@@ -195,3 +197,23 @@ def sweep_blocks(prefix: str) -> int:
             except FileNotFoundError:
                 pass
     return removed
+
+
+def nobody_holds(path: str) -> bool:
+    """True when no handle, in any process, holds ``path`` with a shared ``flock``.
+
+    Every handle of a channel keeps a shared lock on one of its files (the kernel
+    drops it when the process dies); a fresh exclusive lock that does not wait is
+    granted only when none is left. False when the file is gone.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True

@@ -53,7 +53,7 @@ from ipckit._framing import (
     encode_header,
     plain_frame,
 )
-from ipckit._oob import discard_block, put_block, resolve, sweep_blocks
+from ipckit._oob import discard_block, nobody_holds, put_block, resolve, sweep_blocks
 from ipckit._transport import Capabilities, OutFrame, TransportStats
 from ipckit.backends._qstate import SHUT_BYTE as _SHUT_BYTE
 from ipckit.backends._qstate import QueueState
@@ -513,13 +513,19 @@ class QueueTransport(Waits):
         """Remove the queue and its state file if they are still this handle's channel.
 
         Open handles keep working until closed, out-of-band messages included:
-        their blocks are removed by the last handle to close. If the name now
+        their blocks are removed by the last handle to close, or here when every
+        handle closed already. If the name now
         belongs to a newer channel (this one was removed and created again),
         ``unlink()`` does nothing: it never removes a channel this handle was not
         opened on. Idempotent.
         """
+        # No handle left (all closed before this): no close() will sweep the blocks of
+        # messages nobody took, so this does, once the queue that named them is gone.
+        orphaned = self._state.is_current() and nobody_holds(self._state.path)
         self._unlink_kernel_object()
         self._state.unlink()
+        if orphaned:
+            sweep_blocks(self._oob_prefix)
 
     def fileno(self) -> int:
         """A descriptor that polls readable whenever a receive would not wait.

@@ -535,9 +535,12 @@ class ShmTransport:
         if ino != self._ino:
             return
         # Handles still open keep receiving, big messages included: their blocks go
-        # with the last of them (close()), unless this is the last one already.
+        # with the last of them (close()), unless none is left: this one is the last,
+        # or every handle closed before the unlink (then no close() will come).
+        segment = f"{_oob.SHM_DIR}/{self._names.segment}"
+        orphaned = self._last_holder() if self._shm is not None else _oob.nobody_holds(segment)
         remove(self._names.name, blocks=False)
-        if self._last_holder():
+        if orphaned:
             _oob.sweep_blocks(self._oob_prefix)
 
     def interrupt(self) -> None:
