@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Run the fault suite's storms and write the figures docs/reliability.md shows.
+
+    python scripts/reliability_figures.py            # 30 s storms (--run-slow), a few minutes
+    python scripts/reliability_figures.py --quick    # the 2 s storms CI runs
+
+Writes docs/reliability-figures.md (included by docs/reliability.md) from one run;
+the JSON lines the tests append (IPCKIT_FIGURES) are kept beside it as
+docs/reliability-figures.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = (
+    ("sent", "sends returned"),
+    ("delivered", "delivered"),
+    ("unconfirmed", "delivered, send cut short"),
+    ("lost_explained", "lost with a killed consumer"),
+    ("lost_unexplained", "lost otherwise"),
+    ("duplicated", "duplicated"),
+    ("corrupted", "corrupted"),
+    ("out_of_order", "out of order"),
+    ("phantoms", "from no send"),
+    ("producer_kills", "producers killed"),
+    ("consumer_kills", "consumers killed"),
+)
+
+
+def main() -> int:
+    """Run the storms, write the table and the JSON; the exit status is pytest's."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="the 2 s storms only")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "figures.jsonl"
+        test = "test_kill_storm" if args.quick else "test_kill_storm_long"
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"tests/faults/test_kill_storm.py::{test}",
+            "--run-slow",
+        ]
+        started = time.time()
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env={**os.environ, "IPCKIT_FIGURES": str(out)}, check=False
+        )
+        rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    if not rows:
+        print("no figures were written", file=sys.stderr)
+        return 1
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
+    lines = [
+        f"Kill storms of {rows[0]['seconds']:g} s per backend, run on {when} on "
+        f"{platform.node() or 'this machine'} ({os.cpu_count()} CPUs, Linux "
+        f"{platform.release()}), by `python scripts/reliability_figures.py"
+        f"{' --quick' if args.quick else ''}`:",
+        "",
+        "| backend | " + " | ".join(title for _, title in COLUMNS) + " |",
+        "| --- | " + " | ".join("---:" for _ in COLUMNS) + " |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| `{row['backend']}` | " + " | ".join(f"{row[k]:,}" for k, _ in COLUMNS) + " |"
+        )
+    (ROOT / "docs" / "reliability-figures.md").write_text("\n".join(lines) + "\n")
+    (ROOT / "docs" / "reliability-figures.json").write_text(json.dumps(rows, indent=1) + "\n")
+    print("\n".join(lines))
+    return proc.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
