@@ -461,4 +461,3 @@ def test_one_channel_one_async_handle() -> None:
         aio.AsyncChannel(a)
         with pytest.raises(ipckit.ConfigurationError, match="already belongs"):
             aio.AsyncChannel(a)
-
