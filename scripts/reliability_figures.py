@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Run the fault suite's storms and write the figures docs/reliability.md shows.
 
+The kill storms (tests/faults/test_kill_storm.py) and the interval-timer storm
+(tests/faults/test_eintr_storm.py), one run, one table each.
+
     python scripts/reliability_figures.py            # 30 s storms (--run-slow), a few minutes
     python scripts/reliability_figures.py --quick    # the 2 s storms CI runs
 
@@ -37,8 +40,28 @@ COLUMNS = (
 )
 
 
+EINTR_COLUMNS = (
+    ("signals", "signals handled"),
+    ("calls", "timed-out calls"),
+    ("p50_ms", "overshoot p50 (ms)"),
+    ("p99_ms", "overshoot p99 (ms)"),
+    ("max_ms", "overshoot max (ms)"),
+)
+
+
+def _table(rows: list[dict[str, object]], columns: tuple[tuple[str, str], ...]) -> list[str]:
+    lines = [
+        "| backend | " + " | ".join(title for _, title in columns) + " |",
+        "| --- | " + " | ".join("---:" for _ in columns) + " |",
+    ]
+    for row in rows:
+        cells = [f"{row[k]:,}" if isinstance(row[k], int) else f"{row[k]}" for k, _ in columns]
+        lines.append(f"| `{row['backend']}` | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> int:
-    """Run the storms, write the table and the JSON; the exit status is pytest's."""
+    """Run the storms, write the tables and the JSON; the exit status is pytest's."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="the 2 s storms only")
     args = parser.parse_args()
@@ -53,6 +76,7 @@ def main() -> int:
             "-p",
             "no:cacheprovider",
             f"tests/faults/test_kill_storm.py::{test}",
+            "tests/faults/test_eintr_storm.py",
             "--run-slow",
         ]
         started = time.time()
@@ -60,23 +84,28 @@ def main() -> int:
             cmd, cwd=ROOT, env={**os.environ, "IPCKIT_FIGURES": str(out)}, check=False
         )
         rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
-    if not rows:
-        print("no figures were written", file=sys.stderr)
+    storms = [r for r in rows if r.get("kind", "storm") == "storm"]
+    eintr = [r for r in rows if r.get("kind") == "eintr"]
+    if not storms or not eintr:
+        print("some figures were not written", file=sys.stderr)
         return 1
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
-    lines = [
-        f"Kill storms of {rows[0]['seconds']:g} s per backend, run on {when} on "
-        f"{platform.node() or 'this machine'} ({os.cpu_count()} CPUs, Linux "
+    where = (
+        f"on {when} on {platform.node() or 'this machine'} ({os.cpu_count()} CPUs, Linux "
         f"{platform.release()}), by `python scripts/reliability_figures.py"
-        f"{' --quick' if args.quick else ''}`:",
+        f"{' --quick' if args.quick else ''}`"
+    )
+    lines = [
+        f"**Kill storms**, {storms[0]['seconds']:g} s of kills per backend, run {where}:",
         "",
-        "| backend | " + " | ".join(title for _, title in COLUMNS) + " |",
-        "| --- | " + " | ".join("---:" for _ in COLUMNS) + " |",
+        *_table(storms, COLUMNS),
+        "",
+        "**Interval-timer storm**: SIGALRM every 1 ms during calls that time out after 10 ms "
+        "(receives on an empty channel, sync and `ipckit.aio`, and sends on a full one), "
+        "in the same run:",
+        "",
+        *_table(eintr, EINTR_COLUMNS),
     ]
-    for row in rows:
-        lines.append(
-            f"| `{row['backend']}` | " + " | ".join(f"{row[k]:,}" for k, _ in COLUMNS) + " |"
-        )
     (ROOT / "docs" / "reliability-figures.md").write_text("\n".join(lines) + "\n")
     (ROOT / "docs" / "reliability-figures.json").write_text(json.dumps(rows, indent=1) + "\n")
     print("\n".join(lines))
