@@ -6,6 +6,7 @@ receives is the same whichever carries the bytes.
 """
 
 from ipckit import _accel
+from ipckit._inventory import ChannelInfo, cleanup_stale, list_channels
 from ipckit._transport import Capabilities
 from ipckit.channel import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -54,6 +55,7 @@ __all__ = [
     "Channel",
     "ChannelClosed",
     "ChannelExists",
+    "ChannelInfo",
     "ChannelNotFound",
     "ChannelStats",
     "ConfigurationError",
@@ -73,7 +75,9 @@ __all__ = [
     "Timeout",
     "TransportError",
     "__version__",
+    "cleanup_stale",
     "connect",
+    "list_channels",
     "listen",
     "native",
     "open",

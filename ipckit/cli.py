@@ -22,6 +22,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: list[Callable[[Any], argparse.ArgumentParser]] = [
     bench_command.register,
     _admin.register_ls,
+    _admin.register_stat,
     _admin.register_rm,
     _admin.register_gc,
 ]

@@ -10,6 +10,7 @@ shared by every handle:
     8       8     creation id (random; names the channel's out-of-band blocks)
     16      8     st_dev of the kernel object (the queue or the FIFO) it belongs to
     24      8     st_ino of that object
+    32      4     pid of the creator (for ``ipckit ls`` and ``gc``; 0 in older files)
 
 Reading the flag is a memory load, so senders check it on every send for free.
 The flag is the truth; an end-of-stream frame written into the queue is only the
@@ -43,19 +44,39 @@ from collections.abc import Callable
 from ipckit._oserror import no_space_error, os_error_to_ipc
 from ipckit.errors import IPCError, ProtocolError
 
-__all__ = ["SHUT_BYTE", "QueueState"]
+__all__ = ["CREATOR_AT", "MAGIC", "SHUT_BYTE", "QueueState", "read_header"]
 
 _SIZE = 64
 _MAGIC = b"IKQS"
+MAGIC = _MAGIC
 #: Offset of the shut-down byte, for callers that read :attr:`QueueState.mapping` directly.
 SHUT_BYTE = 4
 _SHUT = SHUT_BYTE
 _IDENTITY = struct.Struct("<8sQQ")  # creation id, st_dev, st_ino of the kernel object
 _IDENTITY_AT = 8
+_CREATOR = struct.Struct("<I")
+CREATOR_AT = 32
 #: How long an attacher waits for a creator that is still writing the state file.
 _ATTACH_WAIT = 2.0
 
 _live: weakref.WeakSet[QueueState] = weakref.WeakSet()
+
+
+def read_header(path: str) -> tuple[bool, bool, int]:
+    """``(whole, shut, creator pid)`` of a state file, read without taking a hold.
+
+    ``whole`` is False for a file its creator never finished; pid 0 when unknown.
+    For ``ipckit ls``/``gc``: raises ``OSError`` when the file cannot be read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        data = os.pread(fd, _SIZE, 0)
+    finally:
+        os.close(fd)
+    if len(data) < _SIZE:
+        return False, False, 0
+    (pid,) = _CREATOR.unpack_from(data, CREATOR_AT)
+    return data[:4] == _MAGIC, data[_SHUT] != 0, pid
 
 
 class QueueState:
@@ -105,6 +126,7 @@ class QueueState:
                 raise
             creation_id = secrets.token_bytes(8)
             os.pwrite(fd, _IDENTITY.pack(creation_id, *kernel_id), _IDENTITY_AT)
+            os.pwrite(fd, _CREATOR.pack(os.getpid()), CREATOR_AT)
             os.pwrite(fd, _MAGIC, 0)  # last: from now on attachers accept the file
             return cls(path, fd, creation_id)
         except BaseException as exc:

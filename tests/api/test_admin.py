@@ -1,8 +1,14 @@
-"""ipckit ls / rm / gc on real shared-memory objects."""
+"""ipckit ls, stat, rm and gc, and list_channels and cleanup_stale, on every named backend."""
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import os
+import time
 from multiprocessing import resource_tracker, shared_memory
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,40 +17,189 @@ from ipckit.backends import _ring as ring
 from ipckit.cli import main
 from ipckit.testing import unique_name
 
+_CTX: Any = multiprocessing.get_context("fork")
+BACKENDS = ["shm", "mq", "fifo"]
 
-def test_ls_rm(capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"shm://{unique_name('adm')}"
-    with ipckit.open(url, create=True, capacity="64KiB") as ch:
+
+def _url(backend: str, tmp: Path) -> str:
+    name = unique_name("adm")
+    return f"fifo://{tmp}/{name}" if backend == "fifo" else f"{backend}://{name}"
+
+
+def _objects_of(url: str, tmp: Path) -> list[str]:
+    return [p for ch in ipckit.list_channels([str(tmp)]) if ch.url == url for p in ch.objects]
+
+
+def _everything(tmp: Path, url: str) -> set[str]:
+    """Every file in /dev/shm, /dev/mqueue and tmp that carries the channel's name."""
+    name = url.rpartition("/")[2]
+    found = {f"/dev/shm/{n}" for n in os.listdir("/dev/shm") if name in n}
+    if os.path.isdir("/dev/mqueue"):
+        found |= {f"/dev/mqueue/{n}" for n in os.listdir("/dev/mqueue") if name in n}
+    return found | {str(p) for p in tmp.iterdir() if name in p.name}
+
+
+def _create_and_die(url: str, big: bool) -> None:
+    ch = ipckit.open(url, create=True)
+    ch.send_bytes(os.urandom(1 << 20) if big else b"x")  # a big one leaves a block
+    os._exit(0)  # no close, no unlink: what a crashed creator leaves
+
+
+def _hold(url: str, ready: Any, release: Any) -> None:
+    with ipckit.open(url):
+        ready.set()
+        release.wait(30)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ls_shows_every_backend(
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _url(backend, tmp_path)
+    with ipckit.open(url, create=True) as ch:
         ch.send("x")
-        assert main(["ls"]) == 0
-        line = next(ln for ln in capsys.readouterr().out.splitlines() if url in ln)
-        assert "depth=1" in line
-        assert "capacity=65536" in line
+        assert main(["ls", "--dir", str(tmp_path)]) == 0
+        line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(url))
+        assert "depth=1" in line or backend == "fifo"  # a FIFO counts bytes, not messages
+        assert f"creator={os.getpid()}(alive)" in line
+        assert "in-use" in line
+        assert main(["ls", "--json", "--dir", str(tmp_path)]) == 0
+        (info,) = [c for c in json.loads(capsys.readouterr().out) if c["url"] == url]
+        assert info["kind"] == backend
+        assert info["in_use"] is True and info["stale"] is False
+        assert info["creator_pid"] == os.getpid()
+        assert set(info["objects"]) == _everything(tmp_path, url)
+        ch.recv(timeout=5)
+        ch.unlink()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stat_and_watch(backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = _url(backend, tmp_path)
+    with ipckit.open(url, create=True) as ch:
+        ch.send("x")
+        assert main(["stat", url]) == 0
+        assert url in capsys.readouterr().out
+        assert main(["stat", url, "--watch", "--interval", "0.01", "--count", "2", "--json"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 2
+        assert json.loads(lines[0])["url"] == url
+        ch.recv(timeout=5)
+        ch.unlink()
+    assert main(["stat", url]) == 1
+    assert "nothing of that name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rm_removes_every_part(
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _url(backend, tmp_path)
+    ch = ipckit.open(url, create=True, **({"capacity": "64KiB"} if backend == "shm" else {}))
+    try:
+        ch.send_bytes(os.urandom(1 << 20))  # out of band: a block to remove too
+        assert len(_everything(tmp_path, url)) > 1
         assert main(["rm", url]) == 0
         assert f"removed {url}" in capsys.readouterr().out
-    with pytest.raises(FileNotFoundError):
-        ipckit.open(url)
+        assert _everything(tmp_path, url) == set()
+    finally:
+        ch.close()
+    assert main(["rm", url]) == 1
+    assert "nothing of that name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gc_removes_a_dead_creators_channel_only_once_nobody_holds_it(
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _url(backend, tmp_path)
+    maker = _CTX.Process(target=_create_and_die, args=(url, True))
+    maker.start()
+    maker.join(30)
+    ready, release = _CTX.Event(), _CTX.Event()
+    holder = _CTX.Process(target=_hold, args=(url, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        (info,) = [c for c in ipckit.list_channels([str(tmp_path)]) if c.url == url]
+        assert info.creator_alive is False and info.in_use and not info.stale
+        assert main(["gc", "--dir", str(tmp_path)]) == 0
+        assert url not in capsys.readouterr().out
+        assert _objects_of(url, tmp_path)  # still there: a process holds it
+        release.set()
+        holder.join(30)
+        removed = ipckit.cleanup_stale(dry_run=True, fifo_dirs=[str(tmp_path)])
+        assert set(_everything(tmp_path, url)) <= set(removed)
+        assert _everything(tmp_path, url)  # a dry run removes nothing
+        assert main(["gc", "--dir", str(tmp_path)]) == 0
+        assert f"removed {url}" in capsys.readouterr().out
+        assert _everything(tmp_path, url) == set()
+    finally:
+        release.set()
+        if holder.is_alive():
+            holder.kill()
+        holder.join(10)
+        ipckit.cleanup_stale(fifo_dirs=[str(tmp_path)])
+
+
+def test_gc_keeps_a_channel_whose_creator_lives(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _url("mq", tmp_path)
+    ipckit.open(url, create=True).close()  # nobody holds it, but its creator (us) lives
+    try:
+        assert main(["gc", "--dry-run"]) == 0
+        assert url not in capsys.readouterr().out
+    finally:
+        with ipckit.open(url) as ch:
+            ch.unlink()
 
 
 def test_gc_removes_half_made_queue_and_orphan_blocks(capsys: pytest.CaptureFixture[str]) -> None:
+    dead = _CTX.Process(target=os._exit, args=(0,))
+    dead.start()
+    dead.join(30)
     name = unique_name("adm")
     seg = shared_memory.SharedMemory(f"ikshm.{name}", create=True, size=8192)
     resource_tracker.unregister(seg._name, "shared_memory")  # type: ignore[attr-defined]
-    seg.buf[:8] = ring.MAGIC
-    seg.buf[8:12] = (1).to_bytes(4, "little")
+    ring.META.pack_into(seg.buf, 0, ring.MAGIC, ring.VERSION, 0, 0, 0, 0, dead.pid)  # never ready
     seg.close()
     orphan_owner = unique_name("gone")
     with open(f"/dev/shm/ikshm.{orphan_owner}~.oob.0123456789abcdef", "wb") as f:
         f.write(b"left behind")
     assert main(["gc", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert f"would remove shm://{name}" in out
+    assert f"would remove shm://{name} (never finished by its creator)" in out
     assert main(["gc"]) == 0
     out = capsys.readouterr().out
     assert f"removed shm://{name}" in out
     assert f"ikshm.{orphan_owner}~.oob." in out
     with pytest.raises(FileNotFoundError):
         ipckit.open(f"shm://{name}")
+
+
+def test_gc_leaves_the_blocks_of_an_unlinked_channel_still_held(tmp_path: Path) -> None:
+    url = _url("mq", tmp_path)
+    with ipckit.open(url, create=True) as ch:
+        ch.send_bytes(os.urandom(1 << 20))
+        ch.unlink()  # gone from the directory, still open here
+        removed = ipckit.cleanup_stale(dry_run=True)
+        assert not [p for p in removed if url.rpartition("/")[2] in p]
+        assert len(ch.recv_bytes(timeout=5)) == 1 << 20  # its block is still there
+
+
+def test_an_unfinished_channel_of_an_unknown_creator_waits_before_it_is_stale() -> None:
+    name = unique_name("adm")
+    seg = shared_memory.SharedMemory(f"ikshm.{name}", create=True, size=8192)
+    resource_tracker.unregister(seg._name, "shared_memory")  # type: ignore[attr-defined]
+    seg.close()
+    try:
+        (info,) = [c for c in ipckit.list_channels() if c.url == f"shm://{name}"]
+        assert info.problem and info.creator_alive is None
+        assert not info.stale  # its creator may be writing the header right now
+        time.sleep(0.01)
+    finally:
+        os.unlink(f"/dev/shm/ikshm.{name}")
 
 
 def test_rm_reports_failures(capsys: pytest.CaptureFixture[str]) -> None:

@@ -121,6 +121,7 @@ LAYERS = {
     "_core": 2,
     "backends": 4,
     "channel": 5,
+    "_inventory": 5,
     "testing": 6,
     "aio": 6,
     "_bench": 7,

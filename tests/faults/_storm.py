@@ -260,8 +260,7 @@ def run_storm(cfg: StormConfig, directory: Path) -> Figures:
             owner.shutdown()
         else:
             for c in range(CONSUMERS):
-                with ipckit.connect(_socket_url(directory, c), timeout=10) as ch:
-                    ch.send("STOP")
+                _stop_consumer(_socket_url(directory, c))
         for w in workers:
             if w.consumer:
                 w.proc.join(30)
@@ -281,6 +280,21 @@ def run_storm(cfg: StormConfig, directory: Path) -> Figures:
     fig.worker_failures = len(failures)
     fig.examples[:0] = failures
     return fig
+
+
+def _stop_consumer(url: str) -> None:
+    # A consumer respawned by the last kill may not be listening yet (or its dead
+    # predecessor's socket file is still there): try again until it is.
+    end = time.monotonic() + 30
+    while True:
+        try:
+            with ipckit.connect(url, timeout=10) as ch:
+                ch.send("STOP")
+                return
+        except (ipckit.ConnectionRefused, FileNotFoundError):
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.01)
 
 
 def _judge_logs(directory: Path, kills: list[Kill], queue: bool) -> Figures:
