@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import stat
 import time
 from collections.abc import Iterable, Iterator
@@ -30,7 +29,7 @@ from typing import Any
 from ipckit._oob import SHM_DIR, nobody_holds
 from ipckit.backends import _ring as ring
 from ipckit.backends._qstate import read_header
-from ipckit.backends.fifo import STATE_SUFFIX
+from ipckit.backends.fifo import STATE_SUFFIX, block_base, pipe_figures
 
 __all__ = [
     "UNFINISHED_AFTER",
@@ -110,8 +109,30 @@ def _alive(pid: int) -> bool | None:
         return True
 
 
-def _age(st: os.stat_result) -> float:
-    return max(0.0, time.time() - st.st_ctime)
+def _info(
+    url: str,
+    *,
+    held_by: str,
+    made: os.stat_result,
+    capacity: int | None,
+    depth: int | None,
+    pid: int,
+    problem: str | None,
+    objects: Iterable[str],
+) -> ChannelInfo:
+    """A ChannelInfo; ``held_by`` is the file its handles flock, ``made`` its main object's stat."""
+    return ChannelInfo(
+        url=url,
+        kind=url.partition("://")[0],
+        capacity=capacity,
+        depth=depth,
+        creator_pid=pid,
+        creator_alive=_alive(pid),
+        in_use=not nobody_holds(held_by),
+        age_seconds=max(0.0, time.time() - made.st_ctime),
+        problem=problem,
+        objects=tuple(objects),
+    )
 
 
 def _entries(directory: str) -> list[str]:
@@ -159,15 +180,13 @@ def _shm_info(name: str, entries: list[str]) -> ChannelInfo:
                 depth = max(q[ring.MSGS_IN // 8] - q[ring.MSGS_OUT // 8], 0)
     except OSError as exc:
         problem = f"unreadable: {exc.strerror}"
-    return ChannelInfo(
-        url=f"shm://{name}",
-        kind="shm",
+    return _info(
+        f"shm://{name}",
+        held_by=path,
+        made=st,
         capacity=capacity,
         depth=depth,
-        creator_pid=pid,
-        creator_alive=_alive(pid),
-        in_use=not nobody_holds(path),
-        age_seconds=_age(st),
+        pid=pid,
         problem=problem,
         objects=(path, *_shm_parts(name, entries)),
     )
@@ -205,17 +224,15 @@ def _mq_info(name: str, entries: list[str]) -> ChannelInfo:
     if os.path.exists(queue):
         objects.append(queue)
     objects += [f"{SHM_DIR}/{e}" for e in entries if e.startswith(blocks) and ".oob." in e]
-    return ChannelInfo(
-        url=f"mq://{name}",
-        kind="mq",
+    return _info(
+        f"mq://{name}",
+        held_by=state,
+        made=st,
         capacity=capacity,
         depth=depth,
-        creator_pid=pid,
-        creator_alive=_alive(pid),
-        in_use=not nobody_holds(state),
-        age_seconds=_age(st),
+        pid=pid,
         problem=problem,
-        objects=tuple(objects),
+        objects=objects,
     )
 
 
@@ -245,19 +262,24 @@ def _fifo_info(path: str, entries: list[str]) -> ChannelInfo:
             problem = problem or "its path is not a FIFO"
         else:
             objects.insert(0, path)
-    blocks = f"ikfifo.{re.sub(r'[^A-Za-z0-9_.-]', '_', os.path.basename(path))[:64]}."  # fifo.py
+            # Opening read-write never blocks, reads nothing and takes no hold.
+            with contextlib.suppress(OSError):
+                fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+                try:
+                    capacity, depth = pipe_figures(fd)
+                finally:
+                    os.close(fd)
+    blocks = f"ikfifo.{block_base(path)}."
     objects += [f"{SHM_DIR}/{e}" for e in entries if e.startswith(blocks) and ".oob." in e]
-    return ChannelInfo(
-        url=f"fifo://{path}",
-        kind="fifo",
+    return _info(
+        f"fifo://{path}",
+        held_by=state,
+        made=st,
         capacity=capacity,
         depth=depth,
-        creator_pid=pid,
-        creator_alive=_alive(pid),
-        in_use=not nobody_holds(state),
-        age_seconds=_age(st),
+        pid=pid,
         problem=problem,
-        objects=tuple(objects),
+        objects=objects,
     )
 
 

@@ -43,7 +43,14 @@ from ipckit.backends._qstate import QueueState
 from ipckit.backends._queue import QueueTransport
 from ipckit.errors import ChannelNotFound, ConfigurationError, TransportError
 
-__all__ = ["BACKENDS", "FIFO_CAPABILITIES", "FifoBackend", "FifoTransport"]
+__all__ = [
+    "block_base",
+    "pipe_figures",
+    "BACKENDS",
+    "FIFO_CAPABILITIES",
+    "FifoBackend",
+    "FifoTransport",
+]
 
 PIPE_BUF = select.PIPE_BUF
 
@@ -101,6 +108,18 @@ def _check_options(url: str, create: bool, options: Mapping[str, Any]) -> None:
                 f"({_PIPE_MAX_SIZE}); pass pipe_size<={limit} or, as root, run: "
                 f"sysctl -w fs.pipe-max-size={size}"
             )
+
+
+def block_base(path: str) -> str:
+    """The part of a FIFO's path its out-of-band block names start with (``ikfifo.BASE.``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(path))[:64]
+
+
+def pipe_figures(fd: int) -> tuple[int, int]:
+    """``(pipe size, bytes queued)`` of a FIFO descriptor; raises ``OSError``."""
+    size = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+    queued = int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), "little", signed=True)
+    return size, queued
 
 
 def _identity(fd: int) -> tuple[int, int]:
@@ -168,7 +187,7 @@ class FifoTransport(QueueTransport):
         fd = fds[0]
         self._path = path
         self._kernel_id = kernel_id
-        base = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(path))[:64]
+        base = block_base(path)
         attach_options = {k: v for k, v in options.items() if k not in _CREATOR_ONLY}
         super().__init__(
             url=url,
@@ -229,10 +248,7 @@ class FifoTransport(QueueTransport):
     def stats(self) -> TransportStats:
         """Pipe size in bytes as capacity; queued bytes and packet slots in ``extra``."""
         try:
-            size = fcntl.fcntl(self._fd, fcntl.F_GETPIPE_SZ)
-            queued = int.from_bytes(
-                fcntl.ioctl(self._fd, termios.FIONREAD, bytes(4)), "little", signed=True
-            )
+            size, queued = pipe_figures(self._fd)
         except OSError:
             return TransportStats()
         return TransportStats(
