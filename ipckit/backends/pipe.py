@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from ipckit._oserror import translate_os_errors
 from ipckit._transport import Capabilities
 from ipckit.backends._stream import StreamTransport
 
@@ -66,15 +67,26 @@ def make_pipe_pair(
     *, duplex: bool, max_message_size: int
 ) -> tuple[StreamTransport, StreamTransport]:
     """Two connected ends; with ``duplex=False`` the first receives, the second sends."""
-    r1, w1 = os.pipe()
-    _grow(w1)
+    fds: list[int] = []
+    try:
+        with translate_os_errors("making a pipe pair"):
+            # Each pair lands in fds in the same C call that makes it: none can leak.
+            fds.extend(os.pipe())
+            _grow(fds[1])
+            if duplex:
+                fds.extend(os.pipe())
+                _grow(fds[3])
+    except BaseException:
+        for fd in fds:  # the first pipe, when the second was refused (out of descriptors)
+            os.close(fd)
+        raise
     if not duplex:
+        r1, w1 = fds
         return (
             _transport(r1, None, "pipe://reader", max_message_size),
             _transport(None, w1, "pipe://writer", max_message_size),
         )
-    r2, w2 = os.pipe()
-    _grow(w2)
+    r1, w1, r2, w2 = fds
     return (
         _transport(r1, w2, "pipe://left", max_message_size),
         _transport(r2, w1, "pipe://right", max_message_size),

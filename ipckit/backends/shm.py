@@ -373,9 +373,10 @@ class ShmTransport:
         self._space = Doorbell(names.space, create=create, mode=self._mode)
         self._bells.append(self._space)
         try:
-            self._data_bell = LoopBell(names.data_bell, create=create, mode=self._mode)
-            self._room_bell = LoopBell(names.room_bell, create=create, mode=self._mode)
-        except FileNotFoundError:
+            with translate_os_errors(f"opening the event-loop doorbells of {self.url}"):
+                self._data_bell = LoopBell(names.data_bell, create=create, mode=self._mode)
+                self._room_bell = LoopBell(names.room_bell, create=create, mode=self._mode)
+        except ChannelNotFound:
             if create:
                 raise
             # Made by an ipckit without them: only event loops go without (readiness()).
