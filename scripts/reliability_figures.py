@@ -40,6 +40,13 @@ COLUMNS = (
 )
 
 
+KILL_COLUMNS = (
+    ("point", "kill point"),
+    ("trials", "trials"),
+    ("survived", "survivors went on"),
+    ("p50_ms", "recovery p50 (ms)"),
+    ("p99_ms", "recovery p99 (ms)"),
+)
 EINTR_COLUMNS = (
     ("signals", "signals handled"),
     ("calls", "timed-out calls"),
@@ -55,7 +62,14 @@ def _table(rows: list[dict[str, object]], columns: tuple[tuple[str, str], ...]) 
         "| --- | " + " | ".join("---:" for _ in columns) + " |",
     ]
     for row in rows:
-        cells = [f"{row[k]:,}" if isinstance(row[k], int) else f"{row[k]}" for k, _ in columns]
+        cells = [
+            f"{row[k]:,}"
+            if isinstance(row[k], int)
+            else f"`{row[k]}`"
+            if k == "point"
+            else f"{row[k]}"
+            for k, _ in columns
+        ]
         lines.append(f"| `{row['backend']}` | " + " | ".join(cells) + " |")
     return lines
 
@@ -77,6 +91,7 @@ def main() -> int:
             "no:cacheprovider",
             f"tests/faults/test_kill_storm.py::{test}",
             "tests/faults/test_eintr_storm.py",
+            "tests/faults/test_kill_points.py::test_survivors_go_on_50_trials",
             "--run-slow",
         ]
         started = time.time()
@@ -86,7 +101,8 @@ def main() -> int:
         rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     storms = [r for r in rows if r.get("kind", "storm") == "storm"]
     eintr = [r for r in rows if r.get("kind") == "eintr"]
-    if not storms or not eintr:
+    kills = [r for r in rows if r.get("kind") == "killpoint"]
+    if not storms or not eintr or not kills:
         print("some figures were not written", file=sys.stderr)
         return 1
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
@@ -99,6 +115,13 @@ def main() -> int:
         f"**Kill storms**, {storms[0]['seconds']:g} s of kills per backend, run {where}:",
         "",
         *_table(storms, COLUMNS),
+        "",
+        "**Kill points**: a process SIGKILLed at each named point of each backend's protocol; "
+        "recovery is the time from its death until the survivors have sent and received again "
+        "(for a stream cut mid-frame: until the receiver has every whole message and the "
+        "report of the cut), in the same run:",
+        "",
+        *_table(kills, KILL_COLUMNS),
         "",
         "**Interval-timer storm**: SIGALRM every 1 ms during calls that time out after 10 ms "
         "(receives on an empty channel, sync and `ipckit.aio`, and sends on a full one), "
