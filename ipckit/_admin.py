@@ -102,10 +102,9 @@ def _rm(args: argparse.Namespace) -> int:
             sys.stderr.write(f"ipckit rm: {url}: nothing of that name exists\n")
             status = 1
             continue
-        try:
-            _inventory.remove_channel(info)
-        except OSError as exc:
-            sys.stderr.write(f"ipckit rm: {url}: {exc}\n")
+        left = _inventory.remove_channel(info)
+        if left:
+            sys.stderr.write(f"ipckit rm: {url}: could not remove {', '.join(left)}\n")
             status = 1
             continue
         sys.stdout.write(f"removed {info.url} ({len(info.objects)} objects)\n")
@@ -113,20 +112,19 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    before = {p: ch for ch in _inventory.list_channels(args.dir) if ch.stale for p in ch.objects}
-    doomed = _inventory.cleanup_stale(dry_run=args.dry_run, fifo_dirs=args.dir)
+    stale, orphans = _inventory.plan_cleanup(args.dir)
     verb = "would remove" if args.dry_run else "removed"
-    told = set()
-    for path in doomed:
-        ch = before.get(path)
-        if ch is not None:
-            if ch.url not in told:
-                told.add(ch.url)
-                why = ch.problem or f"creator {ch.creator_pid} is dead and nobody holds it"
-                sys.stdout.write(f"{verb} {ch.url} ({why})\n")
-        else:
+    done = 0
+    for ch in stale:
+        if args.dry_run or _inventory.remove_if_still_stale(ch):
+            why = ch.problem or f"creator {ch.creator_pid} is dead and nobody holds it"
+            sys.stdout.write(f"{verb} {ch.url} ({why})\n")
+            done += 1
+    for path in orphans:
+        if args.dry_run or _inventory.unlink_part(path):
             sys.stdout.write(f"{verb} {path} (its channel is gone)\n")
-    if not doomed:
+            done += 1
+    if not done:
         sys.stdout.write("nothing to remove\n")
     return 0
 

@@ -19,7 +19,9 @@ never removes a channel some handle still holds.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
 import stat
 import time
 from collections.abc import Iterable, Iterator
@@ -28,8 +30,10 @@ from typing import Any
 
 from ipckit._oob import SHM_DIR, nobody_holds
 from ipckit.backends import _ring as ring
+from ipckit.backends import shm
 from ipckit.backends._qstate import read_header
 from ipckit.backends.fifo import STATE_SUFFIX, block_base, pipe_figures
+from ipckit.errors import IPCError
 
 __all__ = [
     "UNFINISHED_AFTER",
@@ -37,7 +41,10 @@ __all__ = [
     "cleanup_stale",
     "find_channel",
     "list_channels",
+    "plan_cleanup",
     "remove_channel",
+    "remove_if_still_stale",
+    "unlink_part",
 ]
 
 _MQ_DIR = "/dev/mqueue"
@@ -65,14 +72,20 @@ class ChannelInfo:
     creator_pid: int
     #: Whether that process is alive (None when the pid is unknown).
     creator_alive: bool | None
-    #: Some handle, in some process, holds the channel open.
+    #: Some handle, in some process, holds the channel open (True when that cannot be told).
     in_use: bool
     #: Seconds since its main object was created (or last changed its metadata).
     age_seconds: float
-    #: What is wrong with it, or None: "never finished by its creator", "corrupt: ...".
+    #: What is wrong with it, or None: "never finished by its creator", "not ipckit's", ...
     problem: str | None
     #: Every OS object of it, as paths (/dev/shm/..., /dev/mqueue/..., the FIFO).
     objects: tuple[str, ...]
+    #: Its creator never finished it (a header or state file never completed).
+    unfinished: bool = False
+    #: The file every handle of it holds a shared ``flock`` on, and that file's inode when
+    #: listed: ``gc`` removes the channel only if that very file is still there, unheld.
+    held_by: str = ""
+    inode: int = 0
 
     @property
     def stale(self) -> bool:
@@ -80,17 +93,59 @@ class ChannelInfo:
 
         No handle holds it, and its creator is dead; or, when the creator is not
         recorded, it was never finished and is older than an attacher waits for one.
-        A channel whose creator lives is never stale: that process may use it again.
+        A channel whose creator lives is never stale (that process may use it again),
+        nor one that is not ipckit's or cannot be read.
         """
         if self.in_use or self.creator_alive is True:
             return False
+        if self.problem is not None and not self.unfinished:
+            return False
         if self.creator_alive is False:
             return True
-        return self.problem is not None and self.age_seconds > UNFINISHED_AFTER
+        return self.unfinished and self.age_seconds > UNFINISHED_AFTER
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data, for JSON (``ipckit ls --json``)."""
         return {**asdict(self), "objects": list(self.objects), "stale": self.stale}
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """What one listing reads once: /dev/shm's entries and the files processes hold open."""
+
+    entries: list[str]
+    #: /dev/shm files some process has open (deleted ones included), from /proc/*/fd.
+    held: set[str]
+    #: False when some process's descriptors could not be read (another user's, not root).
+    complete: bool
+
+    @classmethod
+    def now(cls) -> _Scan:
+        held: set[str] = set()
+        complete = True
+        for pid in _entries("/proc"):
+            if not pid.isdigit():
+                continue
+            fds = f"/proc/{pid}/fd"
+            try:
+                names = os.listdir(fds)
+            except FileNotFoundError:
+                continue  # it exited meanwhile
+            except OSError:
+                complete = False  # someone else's process: it may hold anything
+                continue
+            for fd in names:
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"{fds}/{fd}")
+                    if target.startswith(f"{SHM_DIR}/"):
+                        held.add(target.removesuffix(" (deleted)"))
+        return cls(_entries(SHM_DIR), held, complete)
+
+    def in_use(self, held_by: str, unfinished: bool) -> bool:
+        """A handle holds it, or a process has it open (a creator still making it)."""
+        if not nobody_holds(held_by) or held_by in self.held:
+            return True
+        return unfinished and not self.complete
 
 
 def _alive(pid: int) -> bool | None:
@@ -109,8 +164,16 @@ def _alive(pid: int) -> bool | None:
         return True
 
 
+def _entries(directory: str) -> list[str]:
+    try:
+        return sorted(os.listdir(directory))
+    except OSError:
+        return []
+
+
 def _info(
     url: str,
+    scan: _Scan,
     *,
     held_by: str,
     made: os.stat_result,
@@ -118,9 +181,10 @@ def _info(
     depth: int | None,
     pid: int,
     problem: str | None,
+    unfinished: bool,
     objects: Iterable[str],
 ) -> ChannelInfo:
-    """A ChannelInfo; ``held_by`` is the file its handles flock, ``made`` its main object's stat."""
+    """A ChannelInfo; ``held_by`` is the file its handles flock, ``made`` that file's stat."""
     return ChannelInfo(
         url=url,
         kind=url.partition("://")[0],
@@ -128,84 +192,125 @@ def _info(
         depth=depth,
         creator_pid=pid,
         creator_alive=_alive(pid),
-        in_use=not nobody_holds(held_by),
+        in_use=scan.in_use(held_by, unfinished),
         age_seconds=max(0.0, time.time() - made.st_ctime),
         problem=problem,
         objects=tuple(objects),
+        unfinished=unfinished,
+        held_by=held_by,
+        inode=made.st_ino,
     )
 
 
-def _entries(directory: str) -> list[str]:
-    try:
-        return sorted(os.listdir(directory))
-    except FileNotFoundError:
-        return []
+def _unreadable(url: str, path: str, exc: OSError) -> ChannelInfo:
+    """A channel whose files this process may not read: shown, never touched."""
+    return ChannelInfo(
+        url=url,
+        kind=url.partition("://")[0],
+        capacity=None,
+        depth=None,
+        creator_pid=0,
+        creator_alive=None,
+        in_use=True,
+        age_seconds=0.0,
+        problem=f"cannot be read ({exc.strerror}): another user's?",
+        objects=(path,),
+        held_by=path,
+    )
 
 
 # -- shm:// -----------------------------------------------------------------------------
 
-
-def _shm_parts(name: str, entries: Iterable[str]) -> list[str]:
-    # "~" ends every name (names cannot contain it), so "a~x" is never a part of "a.b".
-    own = f"{_SHM_PREFIX}{name}~"
-    sems = f"sem.{_SHM_PREFIX}{name}~"
-    return [f"{SHM_DIR}/{e}" for e in entries if e.startswith(own) or e.startswith(sems)]
+_SHM_BLOCK = re.compile(r"^ikshm\.(?P<name>[^~]+)~(?P<ino>[0-9a-f]+)\.oob\.[0-9a-f]{16}$")
+_MQ_BLOCK = re.compile(r"^ikmq\.(?P<name>.+)\.(?P<id>[0-9a-f]{12})\.oob\.[0-9a-f]{16}$")
 
 
-def _shm_info(name: str, entries: list[str]) -> ChannelInfo:
-    path = f"{SHM_DIR}/{_SHM_PREFIX}{name}"
-    st = os.stat(path)
-    capacity = depth = None
-    pid = 0
-    problem: str | None = None
+def _shm_parts(name: str, ino: int, entries: Iterable[str]) -> list[str]:
+    """The objects of the channel ``name`` whose segment is inode ``ino``, by exact name."""
     try:
+        names = shm._Names(name)
+    except IPCError:
+        return []
+    fixed = {
+        f"{SHM_DIR}/sem.{n.lstrip('/')}"
+        for n in (names.items, names.space, names.send_sem, names.recv_sem)
+    } | {names.send_recovery, names.recv_recovery, names.data_bell, names.room_bell}
+    blocks = f"{names.oob_prefix}{ino:x}.oob."
+    return [
+        f"{SHM_DIR}/{e}"
+        for e in entries
+        if f"{SHM_DIR}/{e}" in fixed or (e.startswith(blocks) and _SHM_BLOCK.match(e))
+    ]
+
+
+def _shm_info(name: str, scan: _Scan) -> ChannelInfo:
+    path = f"{SHM_DIR}/{_SHM_PREFIX}{name}"
+    url = f"shm://{name}"
+    try:
+        st = os.stat(path)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             head = os.pread(fd, ring.DATA_OFFSET, 0)
         finally:
             os.close(fd)
-        if len(head) < ring.DATA_OFFSET:
-            problem = "never finished by its creator (the segment was never sized)"
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        return _unreadable(url, path, exc)
+    capacity = depth = None
+    pid = 0
+    problem: str | None = None
+    unfinished = False
+    if len(head) < ring.DATA_OFFSET or head[:8] == bytes(8):
+        problem, unfinished = "never finished by its creator", True
+    else:
+        magic, version, ready, cap, _max, _flags, meta_pid = ring.META.unpack_from(head, 0)
+        if magic != ring.MAGIC:
+            problem = "not ipckit's"
+        elif version != ring.VERSION:
+            problem = f"layout version {version}, this ipckit reads {ring.VERSION}"
         else:
-            magic, version, ready, cap, _max, _flags, pid = ring.META.unpack_from(head, 0)
-            if magic != ring.MAGIC:
-                problem = "never finished by its creator" if magic == bytes(8) else "not ipckit's"
-            elif version != ring.VERSION:
-                problem = f"layout version {version}, this ipckit reads {ring.VERSION}"
-            elif not ready:
-                problem = "never finished by its creator"
+            pid = meta_pid  # trusted only from a header that is ours
+            if not ready:
+                problem, unfinished = "never finished by its creator", True
             else:
                 capacity = cap
                 q = memoryview(head).cast("Q")
                 depth = max(q[ring.MSGS_IN // 8] - q[ring.MSGS_OUT // 8], 0)
-    except OSError as exc:
-        problem = f"unreadable: {exc.strerror}"
     return _info(
-        f"shm://{name}",
+        url,
+        scan,
         held_by=path,
         made=st,
         capacity=capacity,
         depth=depth,
         pid=pid,
         problem=problem,
-        objects=(path, *_shm_parts(name, entries)),
+        unfinished=unfinished,
+        objects=(path, *_shm_parts(name, st.st_ino, scan.entries)),
     )
 
 
-def _shm_channels(entries: list[str]) -> Iterator[ChannelInfo]:
-    for entry in entries:
+def _shm_channels(scan: _Scan) -> Iterator[ChannelInfo]:
+    for entry in scan.entries:
         if entry.startswith(_SHM_PREFIX) and "~" not in entry:
             with contextlib.suppress(FileNotFoundError):
-                yield _shm_info(entry[len(_SHM_PREFIX) :], entries)
+                yield _shm_info(entry[len(_SHM_PREFIX) :], scan)
 
 
 # -- mq:// ------------------------------------------------------------------------------
 
 
-def _mq_info(name: str, entries: list[str]) -> ChannelInfo:
+def _mq_info(name: str, scan: _Scan) -> ChannelInfo:
     state = f"{SHM_DIR}/{_MQ_PREFIX}{name}{_MQ_STATE}"
-    st = os.stat(state)
-    whole, _shut, pid = read_header(state)
+    url = f"mq://{name}"
+    try:
+        st = os.stat(state)
+        whole, pid, creation_id = read_header(state)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        return _unreadable(url, state, exc)
     queue = f"{_MQ_DIR}/{name}"
     capacity = depth = None
     problem = None if whole else "never finished by its creator"
@@ -219,37 +324,48 @@ def _mq_info(name: str, entries: list[str]) -> ChannelInfo:
             mq.close()
     except Exception as exc:  # noqa: BLE001 - ExistentialError, PermissionError: reported
         problem = problem or f"its queue cannot be opened ({exc})"
-    blocks = f"{_MQ_PREFIX}{name}."
     objects = [state]
     if os.path.exists(queue):
         objects.append(queue)
-    objects += [f"{SHM_DIR}/{e}" for e in entries if e.startswith(blocks) and ".oob." in e]
+    if creation_id:
+        blocks = f"{_MQ_PREFIX}{name}.{creation_id[:6].hex()}.oob."
+        objects += [
+            f"{SHM_DIR}/{e}" for e in scan.entries if e.startswith(blocks) and _MQ_BLOCK.match(e)
+        ]
     return _info(
-        f"mq://{name}",
+        url,
+        scan,
         held_by=state,
         made=st,
         capacity=capacity,
         depth=depth,
         pid=pid,
         problem=problem,
+        unfinished=not whole,
         objects=objects,
     )
 
 
-def _mq_channels(entries: list[str]) -> Iterator[ChannelInfo]:
-    for entry in entries:
+def _mq_channels(scan: _Scan) -> Iterator[ChannelInfo]:
+    for entry in scan.entries:
         if entry.startswith(_MQ_PREFIX) and entry.endswith(_MQ_STATE):
             with contextlib.suppress(FileNotFoundError):
-                yield _mq_info(entry[len(_MQ_PREFIX) : -len(_MQ_STATE)], entries)
+                yield _mq_info(entry[len(_MQ_PREFIX) : -len(_MQ_STATE)], scan)
 
 
 # -- fifo:// ----------------------------------------------------------------------------
 
 
-def _fifo_info(path: str, entries: list[str]) -> ChannelInfo:
+def _fifo_info(path: str, scan: _Scan) -> ChannelInfo:
     state = path + STATE_SUFFIX
-    st = os.stat(state)
-    whole, _shut, pid = read_header(state)
+    url = f"fifo://{path}"
+    try:
+        st = os.stat(state)
+        whole, pid, creation_id = read_header(state)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        return _unreadable(url, state, exc)
     problem = None if whole else "never finished by its creator"
     depth = capacity = None
     objects = [state]
@@ -269,32 +385,39 @@ def _fifo_info(path: str, entries: list[str]) -> ChannelInfo:
                     capacity, depth = pipe_figures(fd)
                 finally:
                     os.close(fd)
-    blocks = f"ikfifo.{block_base(path)}."
-    objects += [f"{SHM_DIR}/{e}" for e in entries if e.startswith(blocks) and ".oob." in e]
+    if creation_id:
+        blocks = f"ikfifo.{block_base(path)}.{creation_id[:6].hex()}.oob."
+        objects += [f"{SHM_DIR}/{e}" for e in scan.entries if e.startswith(blocks)]
     return _info(
-        f"fifo://{path}",
+        url,
+        scan,
         held_by=state,
         made=st,
         capacity=capacity,
         depth=depth,
         pid=pid,
         problem=problem,
+        unfinished=not whole,
         objects=objects,
     )
 
 
-def _fifo_channels(dirs: Iterable[str], entries: list[str]) -> Iterator[ChannelInfo]:
+def _fifo_channels(dirs: Iterable[str], scan: _Scan) -> Iterator[ChannelInfo]:
     for directory in dirs:
         for entry in _entries(directory):
             if entry.endswith(STATE_SUFFIX):
                 with contextlib.suppress(FileNotFoundError):
                     yield _fifo_info(
                         os.path.join(os.path.abspath(directory), entry[: -len(STATE_SUFFIX)]),
-                        entries,
+                        scan,
                     )
 
 
 # -- the public calls -------------------------------------------------------------------
+
+
+def _list(fifo_dirs: Iterable[str], scan: _Scan) -> list[ChannelInfo]:
+    return [*_shm_channels(scan), *_mq_channels(scan), *_fifo_channels(fifo_dirs, scan)]
 
 
 def list_channels(fifo_dirs: Iterable[str] = ()) -> list[ChannelInfo]:
@@ -304,92 +427,109 @@ def list_channels(fifo_dirs: Iterable[str] = ()) -> list[ChannelInfo]:
     counter and takes no hold. Use :func:`ipckit.open` and ``stats()`` for a channel's
     live counters.
     """
-    entries = _entries(SHM_DIR)
-    return [
-        *_shm_channels(entries),
-        *_mq_channels(entries),
-        *_fifo_channels(fifo_dirs, entries),
-    ]
-
-
-def _held_elsewhere() -> set[str]:
-    """Files in /dev/shm some process has open, deleted ones included (what /proc shows).
-
-    A channel that was unlinked while handles still had it open is gone from the
-    directory but not from those processes: its blocks are still theirs to read.
-    """
-    held = set()
-    for pid in _entries("/proc"):
-        if not pid.isdigit():
-            continue
-        fds = f"/proc/{pid}/fd"
-        for fd in _entries(fds):
-            with contextlib.suppress(OSError):
-                target = os.readlink(f"{fds}/{fd}")
-                if target.startswith(f"{SHM_DIR}/"):
-                    held.add(target.removesuffix(" (deleted)"))
-    return held
-
-
-def _orphans(entries: list[str], channels: list[ChannelInfo]) -> list[str]:
-    """Parts in /dev/shm whose channel is gone: blocks, lock files, doorbells, semaphores.
-
-    Gone means unlinked and held by no process: parts of a channel some process
-    still has open (unlinked under it) are left to its last handle's close().
-    """
-    owned = {p for ch in channels for p in ch.objects}
-    held = _held_elsewhere()
-    shm_names = {ch.url.removeprefix("shm://") for ch in channels if ch.kind == "shm"}
-    mq_names = {ch.url.removeprefix("mq://") for ch in channels if ch.kind == "mq"}
-    out = []
-    for entry in entries:
-        path = f"{SHM_DIR}/{entry}"
-        if path in owned:
-            continue
-        body = entry.removeprefix("sem.")
-        if body.startswith(_SHM_PREFIX) and "~" in body:
-            name = body[len(_SHM_PREFIX) :].partition("~")[0]
-            if name not in shm_names and f"{SHM_DIR}/{_SHM_PREFIX}{name}" not in held:
-                out.append(path)
-        elif entry.startswith(_MQ_PREFIX) and ".oob." in entry:
-            # ikmq.NAME.<id>.oob.<random>: NAME may hold dots, the two last fields do not.
-            name = entry[len(_MQ_PREFIX) :].rsplit(".oob.", 1)[0].rsplit(".", 1)[0]
-            state = f"{SHM_DIR}/{_MQ_PREFIX}{name}{_MQ_STATE}"
-            if name not in mq_names and state not in held:
-                out.append(path)
-    return out
+    return _list(fifo_dirs, _Scan.now())
 
 
 def find_channel(url: str) -> ChannelInfo | None:
     """The channel ``url`` names (a ``fifo://`` one in its own directory), or None."""
     scheme, _, rest = url.partition("://")
     rest = rest.partition("?")[0]
-    dirs = [os.path.dirname(rest) or "."] if scheme == "fifo" else []
+    if scheme == "fifo":
+        rest = os.path.abspath(rest)
+    dirs = [os.path.dirname(rest)] if scheme == "fifo" else []
     for ch in list_channels(dirs):
-        if ch.url == f"{scheme}://{os.path.abspath(rest) if scheme == 'fifo' else rest}":
+        if ch.url == f"{scheme}://{rest}":
             return ch
     return None
 
 
-def _remove(paths: Iterable[str]) -> None:
-    for path in paths:
-        if path.startswith(f"{_MQ_DIR}/"):
-            with contextlib.suppress(Exception):
-                import posix_ipc
+def _orphans(scan: _Scan, channels: list[ChannelInfo]) -> list[str]:
+    """Parts in /dev/shm whose channel is gone and that no process has open.
 
-                posix_ipc.unlink_message_queue("/" + path[len(_MQ_DIR) + 1 :])
+    Only when every process's descriptors could be read: a part of a channel that
+    was unlinked while handles still had it open is theirs until their last close.
+    ``fifo://`` blocks are removed with their channel only (its path is not in
+    /dev/shm, so nothing here tells whether it is gone).
+    """
+    if not scan.complete:
+        return []
+    owned = {p for ch in channels for p in ch.objects}
+    shm_names = {ch.url.removeprefix("shm://") for ch in channels if ch.kind == "shm"}
+    mq_names = {ch.url.removeprefix("mq://") for ch in channels if ch.kind == "mq"}
+    out = []
+    for entry in scan.entries:
+        path = f"{SHM_DIR}/{entry}"
+        if path in owned or path in scan.held:
             continue
-        with contextlib.suppress(FileNotFoundError):
+        body = entry.removeprefix("sem.")
+        if body.startswith(_SHM_PREFIX) and "~" in body:
+            name = body[len(_SHM_PREFIX) :].partition("~")[0]
+            segment = f"{SHM_DIR}/{_SHM_PREFIX}{name}"
+            if segment in scan.held:
+                continue  # this name's channel, or an unlinked one of it, is still open
+            if name not in shm_names or _SHM_BLOCK.match(entry):
+                out.append(path)  # no channel; or a block of an older channel of the name
+        elif (m := _MQ_BLOCK.match(entry)) is not None:
+            state = f"{SHM_DIR}/{_MQ_PREFIX}{m['name']}{_MQ_STATE}"
+            if m["name"] not in mq_names and state not in scan.held:
+                out.append(path)
+    return out
+
+
+def unlink_part(path: str) -> bool:
+    """Remove one object (a file in /dev/shm, a queue); False if it could not go."""
+    try:
+        if path.startswith(f"{_MQ_DIR}/"):
+            import posix_ipc
+
+            posix_ipc.unlink_message_queue("/" + path[len(_MQ_DIR) + 1 :])
+        else:
             os.unlink(path)
+    except FileNotFoundError:
+        return True
+    except Exception:  # noqa: BLE001 - another user's (EPERM in a sticky /dev/shm): left
+        return False
+    return True
 
 
-def remove_channel(info: ChannelInfo) -> None:
-    """Remove every object of one channel, held or not (``ipckit rm``).
+def remove_channel(info: ChannelInfo) -> list[str]:
+    """Remove every object of one channel, held or not (``ipckit rm``); what could not go.
 
     Handles still open keep what they mapped, as after ``unlink()``, but the
     out-of-band blocks of messages they have not read yet go too.
     """
-    _remove(info.objects)
+    return [p for p in info.objects if not unlink_part(p)]
+
+
+def remove_if_still_stale(info: ChannelInfo) -> bool:
+    """Remove a stale channel unless it changed since it was listed; True if removed.
+
+    The file its handles hold is opened again, checked to be the same file, and held
+    with an exclusive ``flock`` while the channel's objects go, so a process that
+    attaches meanwhile either got in first (then the lock is refused) or waits and
+    finds the channel gone, as after ``unlink()``.
+    """
+    try:
+        fd = os.open(info.held_by, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        if os.fstat(fd).st_ino != info.inode:
+            return False  # made again since it was listed: a new channel
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # someone attached meanwhile
+        return not remove_channel(info)
+    finally:
+        os.close(fd)
+
+
+def plan_cleanup(fifo_dirs: Iterable[str] = ()) -> tuple[list[ChannelInfo], list[str]]:
+    """What :func:`cleanup_stale` would remove: the stale channels and the orphaned parts."""
+    scan = _Scan.now()
+    channels = _list(fifo_dirs, scan)
+    return [ch for ch in channels if ch.stale], _orphans(scan, channels)
 
 
 def cleanup_stale(*, dry_run: bool = False, fifo_dirs: Iterable[str] = ()) -> list[str]:
@@ -397,14 +537,13 @@ def cleanup_stale(*, dry_run: bool = False, fifo_dirs: Iterable[str] = ()) -> li
 
     Removes every object of a channel no process holds whose creator is dead, or that
     its creator never finished, and the parts in /dev/shm of channels already gone
-    (out-of-band blocks, lock files, doorbells, semaphores). A channel some handle
-    still holds is never touched, whatever its state. ``fifo://`` channels are looked
-    for in ``fifo_dirs`` only; their out-of-band blocks are removed with them.
+    (out-of-band blocks, lock files, doorbells, semaphores) that no process has open.
+    A channel some handle still holds is never touched, nor one whose creator lives.
+    Each channel is checked again, under an exclusive lock, just before it goes.
+    ``fifo://`` channels are looked for in ``fifo_dirs`` only.
     """
-    entries = _entries(SHM_DIR)
-    channels = list_channels(fifo_dirs)
-    doomed = [p for ch in channels if ch.stale for p in ch.objects]
-    doomed += _orphans(entries, channels)
-    if not dry_run:
-        _remove(doomed)
-    return doomed
+    stale, orphans = plan_cleanup(fifo_dirs)
+    if dry_run:
+        return [p for ch in stale for p in ch.objects] + orphans
+    removed = [p for ch in stale if remove_if_still_stale(ch) for p in ch.objects]
+    return removed + [p for p in orphans if unlink_part(p)]

@@ -98,3 +98,17 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         problems.append(f"IPC objects left behind: {sorted(leaked_objs)}")
     if problems:
         pytest.fail(f"{request.node.nodeid} leaked: " + "; ".join(problems), pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After the whole suite: count what it left in /dev/shm and /dev/mqueue (must be 0)."""
+    left = sorted(_ipc_objects())
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write("\n")
+        reporter.write_line(f"IPC objects left behind by the whole suite: {len(left)}")
+    if left:
+        if reporter is not None:
+            for path in left[:20]:
+                reporter.write_line(f"  {path}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

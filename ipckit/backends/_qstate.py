@@ -62,10 +62,10 @@ _ATTACH_WAIT = 2.0
 _live: weakref.WeakSet[QueueState] = weakref.WeakSet()
 
 
-def read_header(path: str) -> tuple[bool, bool, int]:
-    """``(whole, shut, creator pid)`` of a state file, read without taking a hold.
+def read_header(path: str) -> tuple[bool, int, bytes]:
+    """``(whole, creator pid, creation id)`` of a state file, read without taking a hold.
 
-    ``whole`` is False for a file its creator never finished; pid 0 when unknown.
+    ``whole`` is False for a file its creator never finished (then pid 0 and no id).
     For ``ipckit ls``/``gc``: raises ``OSError`` when the file cannot be read.
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -73,10 +73,11 @@ def read_header(path: str) -> tuple[bool, bool, int]:
         data = os.pread(fd, _SIZE, 0)
     finally:
         os.close(fd)
-    if len(data) < _SIZE:
-        return False, False, 0
+    if len(data) < _SIZE or data[:4] != _MAGIC:
+        return False, 0, b""
     (pid,) = _CREATOR.unpack_from(data, CREATOR_AT)
-    return data[:4] == _MAGIC, data[_SHUT] != 0, pid
+    creation_id, _dev, _ino = _IDENTITY.unpack_from(data, _IDENTITY_AT)
+    return True, pid, creation_id
 
 
 class QueueState:

@@ -205,3 +205,74 @@ def test_an_unfinished_channel_of_an_unknown_creator_waits_before_it_is_stale() 
 def test_rm_reports_failures(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rm", f"mq://{unique_name('nope')}"]) == 1
     assert "ipckit rm" in capsys.readouterr().err
+
+
+def test_gc_never_takes_the_blocks_of_a_channel_whose_name_extends_a_stale_one() -> None:
+    stale_name, live_name = unique_name("adm"), ""
+    live_name = f"{stale_name}.b"  # "x" and "x.b": a prefix must not be a match
+    maker = _CTX.Process(target=_create_and_die, args=(f"mq://{stale_name}", True))
+    maker.start()
+    maker.join(30)
+    with ipckit.open(f"mq://{live_name}", create=True) as live:
+        live.send_bytes(os.urandom(1 << 20))  # its block: ikmq.<x>.b.<id>.oob.<random>
+        removed = ipckit.cleanup_stale()
+        assert any(stale_name in p and f"{stale_name}.b" not in p for p in removed)
+        assert not [p for p in removed if live_name in p], removed
+        assert len(live.recv_bytes(timeout=5)) == 1 << 20
+        live.unlink()
+
+
+def _open_unfinished(name: str, ready: Any, release: Any) -> None:
+    # A creator still making its channel: a zeroed header, the segment open, no flock yet.
+    seg = shared_memory.SharedMemory(f"ikshm.{name}", create=True, size=8192)
+    resource_tracker.unregister(seg._name, "shared_memory")  # type: ignore[attr-defined]
+    ready.set()
+    release.wait(30)
+    seg.close()
+    seg.unlink()
+
+
+def test_a_channel_being_made_is_never_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ipckit import _inventory
+
+    monkeypatch.setattr(_inventory, "UNFINISHED_AFTER", 0.0)  # as if its creator were slow
+    name = unique_name("adm")
+    ready, release = _CTX.Event(), _CTX.Event()
+    maker = _CTX.Process(target=_open_unfinished, args=(name, ready, release))
+    maker.start()
+    try:
+        assert ready.wait(30)
+        (info,) = [c for c in ipckit.list_channels() if c.url == f"shm://{name}"]
+        assert info.unfinished and info.in_use and not info.stale
+        assert not [p for p in ipckit.cleanup_stale() if name in p]
+    finally:
+        release.set()
+        maker.join(30)
+
+
+def test_what_is_not_ipckits_is_never_stale() -> None:
+    name = unique_name("adm")
+    path = f"/dev/shm/ikshm.{name}"
+    with open(path, "wb") as f:
+        f.write(b"somebody else's data" + bytes(300))  # no ipckit magic: a foreign file
+    try:
+        (info,) = [c for c in ipckit.list_channels() if c.url == f"shm://{name}"]
+        assert info.problem == "not ipckit's" and info.creator_pid == 0 and not info.stale
+        assert path not in ipckit.cleanup_stale()
+    finally:
+        os.unlink(path)
+
+
+def test_gc_checks_each_channel_again_before_it_goes(tmp_path: Path) -> None:
+    from ipckit import _inventory
+
+    url = _url("mq", tmp_path)
+    maker = _CTX.Process(target=_create_and_die, args=(url, False))
+    maker.start()
+    maker.join(30)
+    stale, _ = _inventory.plan_cleanup()
+    (old,) = [c for c in stale if c.url == url]
+    with ipckit.open(url) as ch:  # someone attached after the listing
+        assert not _inventory.remove_if_still_stale(old)
+        assert _everything(tmp_path, url)
+        ch.unlink()

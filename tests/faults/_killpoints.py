@@ -45,7 +45,7 @@ def _die() -> None:
     time.sleep(60)
 
 
-def _queue_child(url: str, point: str) -> None:
+def _queue_child(url: str, point: str, ready: str) -> None:
     # The pure path: the points patch its one write call (the C core writes in C).
     _accel.set_pure(True)
     ch = ipckit.open(url)
@@ -70,6 +70,7 @@ def _queue_child(url: str, point: str) -> None:
     elif point == "after_taking":
         ch.recv_bytes(timeout=_BOUND)
     elif point == "sleeping_in_recv":
+        Path(ready).touch()  # just before it waits
         ch.recv_bytes(timeout=_BOUND)  # nothing comes: the parent kills it as it waits
     _die()
 
@@ -78,30 +79,46 @@ def _queue_trial(backend: str, point: str, tmp: Path) -> float:
     name = unique_name("kp")
     url = f"fifo://{tmp}/{name}" if backend == "fifo" else f"{backend}://{name}"
     with ipckit.open(url, create=True) as a, ipckit.open(url) as b:
-        a.send_bytes(b"before")
-        proc = _CTX.Process(target=_queue_child, args=(url, point))
+        try:
+            return _queue_kill(a, b, url, point, tmp)
+        finally:
+            a.unlink()
+
+
+def _queue_kill(a: ipckit.Channel, b: ipckit.Channel, url: str, point: str, tmp: Path) -> float:
+    a.send_bytes(b"before")
+    if point == "sleeping_in_recv":
+        b.recv_bytes(timeout=_BOUND)  # the child must find the queue empty
+    ready = tmp / f"{url.rpartition('/')[2]}.ready"
+    proc = _CTX.Process(target=_queue_child, args=(url, point, str(ready)))
+    proc.start()
+    try:
         if point == "sleeping_in_recv":
-            b.recv_bytes(timeout=_BOUND)  # the child must find the queue empty
-        proc.start()
-        if point == "sleeping_in_recv":
-            time.sleep(0.3)
+            end = time.monotonic() + _BOUND
+            while not ready.exists():
+                assert time.monotonic() < end, "the child never reached its receive"
+                time.sleep(0.001)
+            time.sleep(0.05)  # inside the wait by now
             os.kill(proc.pid, signal.SIGKILL)
         proc.join(_BOUND)
         assert proc.exitcode == -signal.SIGKILL, proc.exitcode
-        start = time.monotonic()
-        a.send_bytes(b"after")
-        got = []
-        while not got or got[-1] != b"after":
-            got.append(b.recv(timeout=_BOUND))
-        took = time.monotonic() - start
-        expected = {
-            "block_made_unit_unsent": [b"before", b"after"],
-            "mid_send_many": [b"before", b"\x00" * _MANY_SIZE[backend], b"after"],
-            "after_taking": [b"after"],  # the child took "before": it is gone with it
-            "sleeping_in_recv": [b"after"],
-        }[point]
-        assert got == expected, (point, [g[:8] for g in got])
-        a.unlink()
+    finally:
+        if proc.is_alive():
+            proc.kill()
+            proc.join(_BOUND)
+    start = time.monotonic()
+    a.send_bytes(b"after")
+    got = []
+    while not got or got[-1] != b"after":
+        got.append(b.recv(timeout=_BOUND))
+    took = time.monotonic() - start
+    expected = {
+        "block_made_unit_unsent": [b"before", b"after"],
+        "mid_send_many": [b"before", b"\x00" * _MANY_SIZE[url.partition(":")[0]], b"after"],
+        "after_taking": [b"after"],  # the child took "before": it is gone with it
+        "sleeping_in_recv": [b"after"],
+    }[point]
+    assert got == expected, (point, [g[:8] for g in got])
     return took
 
 

@@ -44,6 +44,10 @@ def _storm(backend: str, seconds: float, seed: int, tmp_path: Path) -> None:
     }
     assert not problems, (problems, fig.examples)
     assert fig.delivered > 0 and fig.producer_kills + fig.consumer_kills > 0
+    if backend != "unix":
+        # A killed queue consumer loses at most the batch in its hands (recv_many(16)),
+        # so "explained" losses are bounded: the judge cannot excuse a real leak.
+        assert fig.lost_explained <= 16 * fig.consumer_kills, record
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
