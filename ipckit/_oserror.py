@@ -114,14 +114,14 @@ def os_error_to_ipc(exc: BaseException, what: str, op: Op = "use") -> IPCError:
     if isinstance(exc, posix_ipc.SignalError):
         return TransportError(errno.EINTR, f"{what}: interrupted by a signal")
     if isinstance(exc, OSError):
-        if not exc.errno and (code := _out_of_descriptors()):
+        if not exc.errno and (code := out_of_descriptors()):
             # posix_ipc reports EMFILE/ENFILE as an OSError without errno: ask the kernel.
             exc = OSError(code, os.strerror(code))
         return _from_errno(exc, what, op)
     return TransportError(0, f"{what}: {exc}")
 
 
-def _out_of_descriptors() -> int:
+def out_of_descriptors() -> int:
     """EMFILE or ENFILE if this process cannot open one more descriptor now, else 0."""
     try:
         os.close(os.dup(2))

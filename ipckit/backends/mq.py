@@ -30,7 +30,7 @@ from ipckit._deadline import Deadline
 from ipckit._framing import FLAG_EOS, encode_header
 from ipckit._names import check_names
 from ipckit._oob import SHM_DIR
-from ipckit._oserror import os_error_to_ipc
+from ipckit._oserror import os_error_to_ipc, out_of_descriptors
 from ipckit._transport import Capabilities, NamedBackend, Transport, TransportStats
 from ipckit._url import Endpoint, OptionSpec
 from ipckit.backends._qstate import QueueState
@@ -177,7 +177,7 @@ def explain_limits(max_messages: int, message_size: int) -> str:
     if not reasons:
         reasons.append(
             f"your queues together may exceed RLIMIT_MSGQUEUE={soft} bytes, or the system "
-            f"may have fs.mqueue.queues_max={queues_max} queues already; remove unused "
+            f"may have fs.mqueue.queues_max={queues_max or '?'} queues already; remove unused "
             "queues (ipckit gc, or unlink()) or raise those limits"
         )
     return "; ".join(reasons)
@@ -237,6 +237,13 @@ class MqTransport(QueueTransport):
             )
             self._make_core(mq=True, priority=self._priority)
         except BaseException as exc:
+            # Judged before the cleanup frees descriptors: posix_ipc's EMFILE has no errno,
+            # and the translation asks whether this process is out of them right now.
+            translated = (
+                os_error_to_ipc(exc, what, "create" if create else "attach")
+                if isinstance(exc, OSError)
+                else None
+            )
             if waiter is not None:
                 waiter.close()
             if state is not None:
@@ -249,8 +256,8 @@ class MqTransport(QueueTransport):
                     posix_ipc.unlink_message_queue(self._name)
                 except posix_ipc.ExistentialError:
                     pass
-            if isinstance(exc, OSError):
-                raise os_error_to_ipc(exc, what, "create" if create else "attach") from exc
+            if translated is not None:
+                raise translated from exc
             raise
 
     def _try_read(self) -> bytes | None:
@@ -417,7 +424,12 @@ def _open_queue(
     except posix_ipc.Error as exc:
         raise os_error_to_ipc(exc, f"creating {url}", "create") from exc
     except (ValueError, OSError) as exc:
-        # posix_ipc reports every limit (EINVAL, EMFILE, ENOSPC) as "Invalid parameter(s)".
+        # posix_ipc reports every limit (EINVAL, EMFILE, ENOSPC) as "Invalid parameter(s)":
+        # out of descriptors is the one this process can check for itself.
+        if code := out_of_descriptors():
+            raise os_error_to_ipc(
+                OSError(code, os.strerror(code)), f"creating {url}", "create"
+            ) from exc
         raise QueueLimitError(f"creating {url}: {explain_limits(depth, size)}") from exc
 
 

@@ -1,6 +1,6 @@
 """``shm://NAME``: a bounded many-producer many-consumer queue in shared memory.
 
-One ``multiprocessing.shared_memory`` segment holds the header and a ring of
+One POSIX shared-memory segment (:mod:`ipckit.backends._segment`) holds the header and a ring of
 variable-size records (layout and invariants in :mod:`ipckit.backends._ring`).
 Producers share one lock and consumers another (the two-lock queue of Michael
 and Scott), so a sender and a receiver never wait for each other. Each lock is
@@ -27,8 +27,7 @@ import stat
 import sys
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from multiprocessing import resource_tracker, shared_memory
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ipckit import _accel, _oob
@@ -36,12 +35,13 @@ from ipckit._critical import run_all
 from ipckit._deadline import Deadline
 from ipckit._framing import FLAG_OOB, Frame
 from ipckit._names import check_names
-from ipckit._oserror import no_space_error, os_error_to_ipc, translate_os_errors
+from ipckit._oserror import no_space_error, translate_os_errors
 from ipckit._sync import WAIT_SLICE, Doorbell, LockBusy, RobustLock
 from ipckit._transport import Capabilities, NamedBackend, OutFrame, TransportStats
 from ipckit._url import Endpoint, OptionSpec
 from ipckit.backends import _ring as ring
 from ipckit.backends._loopbell import LoopBell
+from ipckit.backends._segment import Segment
 from ipckit.errors import (
     ChannelClosed,
     ChannelExists,
@@ -52,7 +52,6 @@ from ipckit.errors import (
     HandleClosed,
     MessageTooLarge,
     ProtocolError,
-    TransportError,
 )
 
 __all__ = ["BACKENDS", "ShmBackend", "ShmTransport"]
@@ -114,33 +113,6 @@ _RECV_OWNER = ring.RECV_OWNER // 4
 _RECV_GEN = ring.RECV_GEN // 4
 _ASYNC_RECV = ring.ASYNC_RECV_WAITERS // 4
 _ASYNC_SEND = ring.ASYNC_SEND_WAITERS // 4
-
-
-def _no_tracking() -> contextlib.AbstractContextManager[None]:
-    """Keep ``SharedMemory`` from registering with the resource tracker.
-
-    Python 3.11 registers every segment, attached ones included, and the tracker
-    unlinks them when the process exits: a consumer exiting would destroy the
-    queue for everyone (CPython gh-82300). Named channels live until unlink().
-    """
-
-    @contextlib.contextmanager
-    def patched() -> Iterator[None]:
-        original = resource_tracker.register
-        resource_tracker.register = lambda name, rtype: None
-        try:
-            yield
-        finally:
-            resource_tracker.register = original
-
-    return patched()
-
-
-def _buffer(shm: shared_memory.SharedMemory) -> memoryview:
-    buf = shm.buf
-    if buf is None:
-        raise TransportError(0, f"shared-memory segment {shm.name} is not mapped")
-    return buf
 
 
 class _Names:
@@ -235,7 +207,7 @@ class ShmTransport:
         self._mode = mode
         self._interrupted = False
         self._closed = False
-        self._shm: shared_memory.SharedMemory | None = None
+        self._shm: Segment | None = None
         self._locks: list[RobustLock] = []
         self._bells: list[Doorbell] = []
         # The FIFOs event loops wait on (ipckit.aio), or None for a channel made without
@@ -271,30 +243,25 @@ class ShmTransport:
                 f"capacity must be at least {ring.MIN_CAPACITY} bytes (4KiB), not {capacity}"
             )
         size = ring.DATA_OFFSET + capacity
-        with translate_os_errors(f"creating {self.url}"), _no_tracking():
+        shm_path = f"{_oob.SHM_DIR}/{names.segment}"
+        with translate_os_errors(f"creating {self.url}"):
             try:
-                shm = shared_memory.SharedMemory(names.segment, create=True, size=size)
+                shm = Segment.create(names.segment, size, self._mode)
             except FileExistsError:
                 raise ChannelExists(
                     f"{self.url} already exists; attach with ipckit.open({self.url!r}) or "
                     "remove it with unlink() (or `ipckit rm`)"
                 ) from None
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise no_space_error(
+                        f"creating {self.url} (pass a smaller capacity=)", shm_path, size
+                    ) from exc
+                raise
         self._shm = shm
         self._made_segment = True
-        self._ino = os.fstat(shm._fd).st_ino  # type: ignore[attr-defined]
-        os.fchmod(shm._fd, self._mode)  # type: ignore[attr-defined]
-        try:
-            # Reserve the pages now: a full /dev/shm fails here, not with SIGBUS later.
-            os.posix_fallocate(shm._fd, 0, size)  # type: ignore[attr-defined]
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise no_space_error(
-                    f"creating {self.url} (pass a smaller capacity=)",
-                    f"{_oob.SHM_DIR}/{names.segment}",
-                    size,
-                ) from exc
-            raise os_error_to_ipc(exc, f"reserving {size} bytes for {self.url}") from exc
-        buf = _buffer(shm)
+        self._ino = os.fstat(shm.fd).st_ino
+        buf = shm.buf
         ring.META.pack_into(
             buf, 0, ring.MAGIC, ring.VERSION, 0, capacity, max_message_size, 0, os.getpid()
         )
@@ -308,14 +275,17 @@ class ShmTransport:
         while True:
             shm = self._map_existing(names)
             size = shm.size
-            buf = _buffer(shm)
+            buf = shm.buf
             # A creator between shm_open and writing the header shows a short or zeroed
             # segment for a moment: that is "not ready yet", not "not ours".
-            if size >= ring.DATA_OFFSET and bytes(buf[:8]) != bytes(8):
-                ready, capacity, max_message = ring.check_meta(buf, size)
-                if ready:
-                    break
-            del buf
+            try:
+                if size >= ring.DATA_OFFSET and bytes(buf[:8]) != bytes(8):
+                    ready, capacity, max_message = ring.check_meta(buf, size)
+                    if ready:
+                        break
+            except BaseException:
+                shm.close()  # not ours: a ProtocolError, with nothing left open
+                raise
             shm.close()
             if time.monotonic() > deadline:
                 raise ProtocolError(
@@ -325,26 +295,26 @@ class ShmTransport:
                 )
             time.sleep(0.005)
         self._shm = shm
-        info = os.fstat(shm._fd)  # type: ignore[attr-defined]
+        info = os.fstat(shm.fd)
         self._ino = info.st_ino
         # Blocks this handle makes get the creator's permission bits, not a default.
         self._mode = stat.S_IMODE(info.st_mode)
         self._setup(buf, capacity, max_message)
         self._open_sync(create=False, words=self._w)
 
-    def _map_existing(self, names: _Names) -> shared_memory.SharedMemory:
+    def _map_existing(self, names: _Names) -> Segment:
         while True:
-            with translate_os_errors(f"attaching to {self.url}"), _no_tracking():
+            with translate_os_errors(f"attaching to {self.url}"):
                 try:
-                    return shared_memory.SharedMemory(names.segment, create=False)
+                    shm = Segment.attach(names.segment)
                 except FileNotFoundError:
                     raise ChannelNotFound(
                         f"{self.url} does not exist; create it with "
                         f"ipckit.open({self.url!r}, create=True)"
                     ) from None
-                except ValueError:
-                    pass  # an empty segment: its creator has not sized it yet
-            time.sleep(0.001)
+            if shm is not None:
+                return shm
+            time.sleep(0.001)  # an empty segment: its creator has not sized it yet
 
     def _open_sync(self, create: bool, words: memoryview) -> None:
         names = self._names
@@ -383,7 +353,7 @@ class ShmTransport:
         # Every handle holds a shared flock on its segment descriptor (dropped by the
         # kernel when the process dies), so the last one can tell it is the last.
         assert self._shm is not None
-        fcntl.flock(self._shm._fd, fcntl.LOCK_SH)  # type: ignore[attr-defined]
+        fcntl.flock(self._shm.fd, fcntl.LOCK_SH)
         # Out-of-band blocks of this channel (not of a later one of the same name).
         self._oob_prefix = f"{names.oob_prefix}{self._ino:x}"
         _LIVE.add(self)
@@ -438,15 +408,14 @@ class ShmTransport:
             os.close(fd)
             return
         fcntl.flock(fd, fcntl.LOCK_SH)
-        old, shm._fd = shm._fd, fd  # type: ignore[attr-defined]
-        os.close(old)
+        shm.replace_fd(fd)
 
     def _last_holder(self) -> bool:
         """True when no other handle (in any process) has this channel open."""
         shm = self._shm
         if shm is None:
             return False
-        fd = shm._fd  # type: ignore[attr-defined]
+        fd = shm.fd
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -496,16 +465,7 @@ class ShmTransport:
                 if hasattr(self, view):
                     getattr(self, view).release()
             self._buf = self._q = self._w = memoryview(b"")
-            try:
-                shm.close()
-            except BufferError:
-                # A slice or array made from a lent view is still alive: leave the mapping
-                # to it (unmapped when it dies) and close the descriptor now.
-                fd = shm._fd  # type: ignore[attr-defined]
-                shm._mmap = None  # type: ignore[attr-defined]
-                if fd >= 0:
-                    shm._fd = -1  # type: ignore[attr-defined]
-                    os.close(fd)
+            shm.close()
 
     def close(self) -> None:
         """Detach this handle; the queue lives on for the others.
