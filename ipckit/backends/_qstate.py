@@ -170,8 +170,12 @@ class QueueState:
                         creation_id, dev, ino = _IDENTITY.unpack_from(head, _IDENTITY_AT)
                         if (dev, ino) == kernel_id() and os.fstat(fd).st_size >= _SIZE:
                             return cls(path, fd, creation_id)
-                except BaseException:
+                except BaseException as exc:
                     os.close(fd)
+                    if isinstance(exc, OSError) and not isinstance(exc, IPCError):
+                        raise os_error_to_ipc(
+                            exc, f"{what}: mapping the state file {path}", "attach"
+                        ) from exc
                     raise
                 os.close(fd)
             if time.monotonic() >= give_up:

@@ -399,7 +399,8 @@ def _open_queue(
                 f"attaching to {url}: no queue of that name exists; create it with "
                 "create=True first"
             ) from exc
-        except posix_ipc.Error as exc:
+        except (posix_ipc.Error, OSError) as exc:
+            # posix_ipc reports EMFILE as a plain OSError without errno.
             raise os_error_to_ipc(exc, f"attaching to {url}", "attach") from exc
     depth = options["max_messages"]
     if depth is None:

@@ -158,6 +158,7 @@ def test_out_of_descriptors_names_the_limit_and_leaves_nothing(
 def _attach_starved(url: str, results: Any) -> None:
     """In the child: attach to ``url`` with 0, 1, 2... spare descriptors until it works."""
     outcomes: list[str] = []
+    importlib.import_module(f"ipckit.backends.{url.split(':', maxsplit=1)[0]}")
     try:
         for headroom in range(32):
             starved = _Starved(headroom)
@@ -176,12 +177,16 @@ def _attach_starved(url: str, results: Any) -> None:
     results.put(outcomes)
 
 
-def test_attaching_out_of_descriptors_leaves_the_channel_to_the_others() -> None:
+@pytest.mark.parametrize("backend", ["shm", "mq", "fifo"])
+def test_attaching_out_of_descriptors_leaves_the_channel_to_the_others(
+    backend: str, tmp_path: Path
+) -> None:
     """Refused at every step of an attach, the channel and its messages stay whole.
 
     (multiprocessing's SharedMemory unlinks the segment when mmap fails on attach.)
     """
-    url = f"shm://{unique_name('starved')}"
+    name = unique_name("starved")
+    url = f"fifo://{tmp_path}/{name}" if backend == "fifo" else f"{backend}://{name}"
     with ipckit.open(url, create=True) as owner:
         try:
             owner.send("kept")
