@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Run the fault suite's storms and write the figures docs/reliability.md shows.
 
-The kill storms (tests/faults/test_kill_storm.py) and the interval-timer storm
-(tests/faults/test_eintr_storm.py), one run, one table each.
+The kill storms (tests/faults/test_kill_storm.py), the named kill points, the
+interval-timer storm (tests/faults/test_eintr_storm.py) and the decoders' fuzz tests
+(counted by tests/fuzzing.py), plus the C record parser's fuzzer (scripts/fuzz.sh);
+one run, one table each.
 
     python scripts/reliability_figures.py            # 30 s storms (--run-slow), a few minutes
     python scripts/reliability_figures.py --quick    # the 2 s storms CI runs
@@ -47,6 +49,21 @@ KILL_COLUMNS = (
     ("p50_ms", "recovery p50 (ms)"),
     ("p99_ms", "recovery p99 (ms)"),
 )
+FUZZ_COLUMNS = (
+    ("examples", "examples run"),
+    ("raised", "unexpected exceptions"),
+)
+#: The hypothesis tests that feed a decoder hostile bytes (each body is @counted).
+FUZZ_TESTS = (
+    "tests/framing/test_framing.py",
+    "tests/framing/test_one_validator.py",
+    "tests/framing/test_native_decoder.py",
+    "tests/ring/test_native_ring.py",
+    "tests/ring/test_ring_properties.py",
+    "tests/serializers/test_serializers.py",
+    "tests/faults/test_hostile_input.py",
+)
+C_FUZZ_RUNS = 300_000
 EINTR_COLUMNS = (
     ("signals", "signals handled"),
     ("calls", "timed-out calls"),
@@ -56,9 +73,11 @@ EINTR_COLUMNS = (
 )
 
 
-def _table(rows: list[dict[str, object]], columns: tuple[tuple[str, str], ...]) -> list[str]:
+def _table(
+    rows: list[dict[str, object]], columns: tuple[tuple[str, str], ...], first: str = "backend"
+) -> list[str]:
     lines = [
-        "| backend | " + " | ".join(title for _, title in columns) + " |",
+        f"| {first} | " + " | ".join(title for _, title in columns) + " |",
         "| --- | " + " | ".join("---:" for _ in columns) + " |",
     ]
     for row in rows:
@@ -92,6 +111,7 @@ def main() -> int:
             f"tests/faults/test_kill_storm.py::{test}",
             "tests/faults/test_eintr_storm.py",
             "tests/faults/test_kill_points.py::test_survivors_go_on_50_trials",
+            *FUZZ_TESTS,
             "--run-slow",
         ]
         started = time.time()
@@ -99,10 +119,12 @@ def main() -> int:
             cmd, cwd=ROOT, env={**os.environ, "IPCKIT_FIGURES": str(out)}, check=False
         )
         rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    c_fuzz = _c_fuzz()
     storms = [r for r in rows if r.get("kind", "storm") == "storm"]
     eintr = [r for r in rows if r.get("kind") == "eintr"]
     kills = [r for r in rows if r.get("kind") == "killpoint"]
-    if not storms or not eintr or not kills:
+    fuzz = [{**r, "backend": r["decoder"]} for r in rows if r.get("kind") == "fuzz"]
+    if not storms or not eintr or not kills or not fuzz:
         print("some figures were not written", file=sys.stderr)
         return 1
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
@@ -128,11 +150,37 @@ def main() -> int:
         "in the same run:",
         "",
         *_table(eintr, EINTR_COLUMNS),
+        "",
+        "**Fuzzing**: hypothesis examples fed to each decoder by the tests that feed it hostile "
+        "bytes (frames cut, flipped and made up; msgpack and the numpy array layout, decoded "
+        "alone and through a channel; records and garbage in the shm ring; handshakes from "
+        "both sides); an unexpected exception is one the contract does not allow, in the same "
+        "run:",
+        "",
+        *_table(fuzz, FUZZ_COLUMNS, "decoder"),
+        "",
+        f"The C ring's record parser, header decoder and writer, under AddressSanitizer and "
+        f"UBSan (`scripts/fuzz.sh {C_FUZZ_RUNS}`): {c_fuzz}.",
     ]
     (ROOT / "docs" / "reliability-figures.md").write_text("\n".join(lines) + "\n")
     (ROOT / "docs" / "reliability-figures.json").write_text(json.dumps(rows, indent=1) + "\n")
     print("\n".join(lines))
     return proc.returncode
+
+
+def _c_fuzz() -> str:
+    """Run scripts/fuzz.sh and return its verdict line (or why it did not run)."""
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "fuzz.sh"), str(C_FUZZ_RUNS), "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    if proc.returncode != 0:
+        return f"FAILED (exit {proc.returncode}): {lines[-1] if lines else 'no output'}"
+    return lines[-1].removeprefix("fuzz_ring: ") if lines else "no output"
 
 
 if __name__ == "__main__":

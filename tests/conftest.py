@@ -10,6 +10,7 @@ import pytest
 
 from ipckit import _accel
 from ipckit.testing import NAME_PREFIX
+from tests.fuzzing import write_figures
 
 #: Both implementations, for tests that run a check on each (the C core when built).
 PATHS = [pytest.param(True, id="pure")]
@@ -101,7 +102,13 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """After the whole suite: count what it left in /dev/shm and /dev/mqueue (must be 0)."""
+    """After the whole suite: count what it left in /dev/shm and /dev/mqueue (must be 0).
+
+    With ``IPCKIT_FIGURES=FILE``, also append the fuzz example counts (tests/fuzzing.py).
+    """
+    figures = os.environ.get("IPCKIT_FIGURES")
+    if figures:
+        write_figures(figures)
     left = sorted(_ipc_objects())
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:

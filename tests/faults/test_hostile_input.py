@@ -15,17 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import ipckit
 from ipckit._deadline import Deadline
 from ipckit._transport import OutFrame
 from ipckit.backends._handshake import client_handshake, server_handshake
-from ipckit.serializers import MSGPACK_ID, PICKLE_ID
+from ipckit.serializers import MSGPACK_ID, PICKLE_ID, MsgpackSerializer
 from tests.conformance.test_contract import FACTORIES
+from tests.fuzzing import counted
 
+_MSGPACK = MsgpackSerializer()
 BACKENDS = ["pipe", "shm", "shm-pure", "unix", "mq", "fifo"]
 #: A decode that takes longer than this is a failure: the worst case here is far below it.
 QUICK = 1.0
@@ -115,12 +119,18 @@ def test_a_pickle_on_a_msgpack_channel_never_runs(backend: str, tmp_path: Path) 
 
 
 def _valid_messages() -> st.SearchStrategy[bytes]:
+    """Encodings of plain values, and of values holding numpy arrays (the array layout)."""
     ints = st.integers(-(2**63), 2**64 - 1)
     leaves = st.none() | st.booleans() | ints | st.floats() | st.text() | st.binary()
     values = st.recursive(
         leaves, lambda kids: st.lists(kids) | st.dictionaries(st.text(), kids), max_leaves=20
     )
-    return values.map(msgpack.packb)
+    arrays = hnp.arrays(
+        hnp.scalar_dtypes() | hnp.byte_string_dtypes() | hnp.unicode_string_dtypes(),
+        hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+    )
+    with_arrays = st.lists(arrays | leaves, min_size=1, max_size=3) | arrays
+    return values.map(msgpack.packb) | with_arrays.map(lambda v: bytes(_MSGPACK.dumps(v)))
 
 
 @st.composite
@@ -137,6 +147,37 @@ def _hostile(draw: st.DrawFn) -> bytes:
     return bytes(data[:cut]) + draw(st.binary(max_size=8))
 
 
+def _arrays_in(value: Any) -> list[Any]:
+    if isinstance(value, np.ndarray):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [a for v in value for a in _arrays_in(v)]
+    if isinstance(value, dict):
+        return [a for v in value.values() for a in _arrays_in(v)]
+    return []
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_hostile(), st.booleans())
+@counted("msgpack with numpy")
+def test_fuzzed_payloads_decode_or_raise_serialization_error(payload: bytes, owned: bool) -> None:
+    """Arrays that decode lie inside the payload; everything else is a SerializationError.
+
+    From a bytearray arrays are views of it; from bytes (read-only) they are copies.
+    """
+    data: bytes | bytearray = bytearray(payload) if owned else payload
+    started = time.monotonic()
+    try:
+        value = _MSGPACK.loads(data)
+    except ipckit.SerializationError:
+        return
+    finally:
+        assert time.monotonic() - started < QUICK
+    for arr in _arrays_in(value):
+        assert arr.nbytes <= len(payload), (arr.shape, arr.dtype, len(payload))
+        arr.tobytes()  # every element readable: the view lies inside the payload
+
+
 @pytest.mark.parametrize("backend", ["pipe", "shm", "shm-pure"])
 def test_fuzzed_msgpack_never_breaks_the_channel(backend: str) -> None:
     a, b = _pair(backend)
@@ -144,6 +185,7 @@ def test_fuzzed_msgpack_never_breaks_the_channel(backend: str) -> None:
 
         @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
         @given(_hostile())
+        @counted("msgpack through a channel")
         def one(payload: bytes) -> None:
             _raw(a, MSGPACK_ID, payload)
             a.send("mark")
@@ -177,6 +219,7 @@ _HANDSHAKE_ERRORS = (
 def test_a_garbage_handshake_fails_cleanly(side: str, key: bytes | None) -> None:
     @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.binary(max_size=120) | st.binary(max_size=80).map(lambda b: b"IKSH\x01" + b))
+    @counted("handshake")
     def one(garbage: bytes) -> None:
         mine, theirs = socket.socketpair()
         with mine, theirs:

@@ -20,6 +20,7 @@ from ipckit._framing import (
     encode_frame,
     encode_header,
 )
+from tests.fuzzing import counted
 
 MAX = 1 << 20
 
@@ -103,6 +104,7 @@ def test_one_byte_at_a_time(
 
 @EXAMPLES
 @given(frames_st, st.lists(st.integers(1, 80000), max_size=20))
+@counted("frame decoder")
 def test_random_split_points(
     decoder_cls: type[FrameDecoder], frames: list[tuple[int, int, bytes]], cuts: list[int]
 ) -> None:
@@ -141,6 +143,7 @@ def test_readinto_path_matches_feed(
 
 @EXAMPLES
 @given(st.binary(max_size=2000))
+@counted("frame decoder")
 def test_garbage_only_raises_protocol_error(decoder_cls: type[FrameDecoder], junk: bytes) -> None:
     decoder = decoder_cls(4096)
     try:
@@ -152,6 +155,7 @@ def test_garbage_only_raises_protocol_error(decoder_cls: type[FrameDecoder], jun
 
 @EXAMPLES
 @given(frames_st, st.integers(0, 10_000), st.integers(0, 255))
+@counted("frame decoder")
 def test_corrupted_stream_never_escapes_protocol_error(
     decoder_cls: type[FrameDecoder], frames: list[tuple[int, int, bytes]], where: int, value: int
 ) -> None:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from ipckit import ProtocolError, _accel
 from ipckit._framing import FLAG_EOS, FLAG_OOB, FrameDecoder, encode_frame, encode_header
+from tests.fuzzing import counted
 
 pytestmark = pytest.mark.skipif(not _accel.built(), reason="the C core is not built")
 
@@ -95,6 +96,7 @@ def _apply(decoder: Any, data: memoryview, ops: list[tuple[str, int]]) -> list[A
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_stream(), _ops)
+@counted("frame decoder")
 def test_native_decoder_does_what_the_reference_does(
     stream: bytes, ops: list[tuple[str, int]]
 ) -> None:

@@ -28,6 +28,7 @@ from ipckit._framing import (
 )
 from ipckit.backends import _ring
 from ipckit.testing import unique_name
+from tests.fuzzing import counted
 
 MAX = 4096
 EXAMPLES = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -61,6 +62,7 @@ def _header_like() -> st.SearchStrategy[bytes]:
 
 @EXAMPLES
 @given(_header_like())
+@counted("frame header")
 def test_plain_frame_accepts_only_what_decode_header_accepts(data: bytes) -> None:
     ser = plain_frame(data, MAX)
     try:
@@ -85,6 +87,7 @@ def test_plain_frame_limits() -> None:
 
 @EXAMPLES
 @given(_header_like(), st.integers(0, 3))
+@counted("shm record parser")
 def test_the_ring_pre_check_agrees_with_read_record(data: bytes, slot: int) -> None:
     """A record the inline check of read_records passes is one read_record passes too."""
     capacity = 4096

@@ -20,6 +20,7 @@ if not _accel.built():
     pytest.skip("the C core is not built", allow_module_level=True)
 
 from ipckit import _core
+from tests.fuzzing import counted
 
 CAPACITIES = st.sampled_from([4096, 4112, 8192, 12288])
 # (payload length, serializer id, then how many records to consume before the next write)
@@ -77,6 +78,7 @@ def _reference(buf: bytearray, head: int, tail: int, capacity: int, limit: int) 
     limit=st.sampled_from([0, 10, 100, 5000, 1 << 30]),
     magic=st.sampled_from([b"", b"IK\x01", b"PD", b"IK\x02"]),
 )
+@counted("shm record parser")
 def test_native_record_parser_accepts_exactly_what_the_reference_accepts(  # noqa: PLR0917
     capacity: int, record: bytes, pos: int, used: int, skew: int, limit: int, magic: bytes
 ) -> None:
@@ -96,6 +98,7 @@ def test_native_record_parser_accepts_exactly_what_the_reference_accepts(  # noq
 
 @settings(max_examples=1500, deadline=None)
 @given(data=st.binary(min_size=0, max_size=24), limit=st.sampled_from([0, 7, 1 << 20, 1 << 62]))
+@counted("frame header")
 def test_native_header_decoder_matches_the_reference(data: bytes, limit: int) -> None:
     try:
         want: object = decode_header(data, 0, limit)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from ipckit._framing import FLAG_OOB, HEADER_SIZE
 from ipckit.backends import _ring as ring
 from ipckit.errors import ProtocolError
+from tests.fuzzing import counted
 
 CAPACITIES = st.sampled_from([ring.MIN_CAPACITY, 4096 + 16, 8192, 12_288])
 
@@ -136,6 +137,7 @@ def test_out_of_band_references_pass_any_reader_limit() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(garbage=st.binary(min_size=HEADER_SIZE, max_size=256), at=st.integers(0, 100))
+@counted("shm record parser")
 def test_garbage_in_the_ring_is_only_ever_a_protocol_error(garbage: bytes, at: int) -> None:
     capacity = 4096
     buf = memoryview(bytearray(ring.DATA_OFFSET + capacity))

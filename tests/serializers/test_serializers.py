@@ -20,6 +20,7 @@ from ipckit.serializers import (
     resolve_serializer,
     serializer_id_of,
 )
+from tests.fuzzing import counted
 
 msgpack_values = st.recursive(
     st.none()
@@ -117,6 +118,7 @@ def test_msgpack_refuses_object_arrays() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
+@counted("msgpack")
 def test_msgpack_garbage_only_raises_serialization_error(junk: bytes) -> None:
     try:
         MsgpackSerializer().loads(junk)
