@@ -5,8 +5,8 @@ POSIX objects under them. ``ls`` lists them (kind, size, depth, creator and whet
 it lives, whether any process holds the channel, age), ``stat`` shows one channel's
 counters and ``--watch`` refreshes them, ``rm`` removes channels with every part of
 them, and ``gc`` removes what nobody can use any more (:mod:`ipckit._inventory`).
-``fifo://`` channels live at paths of their own: ``ls`` and ``gc`` look for them in
-the directories given with ``--dir``.
+``fifo://`` channels live at paths of their own and are found by the note each leaves
+in /dev/shm; ``--dir`` also searches a directory (for FIFOs made without a note).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _ls(args: argparse.Namespace) -> int:
         json.dump([ch.as_dict() for ch in channels], sys.stdout, indent=1)
         sys.stdout.write("\n")
     elif not channels:
-        sys.stdout.write("no ipckit channels (shm://, mq:// in /dev/shm; fifo:// in --dir)\n")
+        sys.stdout.write("no ipckit channels\n")
     else:
         for ch in channels:
             sys.stdout.write(_describe(ch) + "\n")
@@ -135,7 +135,8 @@ def _dirs(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="DIR",
-        help="also look for fifo:// channels in DIR (repeatable)",
+        help="also look for fifo:// channels in DIR, for any made without a note in "
+        "/dev/shm (repeatable)",
     )
 
 

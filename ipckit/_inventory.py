@@ -7,8 +7,9 @@ a shared ``flock`` on one file of it (the segment, the queue's state file), whic
 the kernel drops when the process dies: "in use" is whether any is left.
 
 ``shm://`` and ``mq://`` channels live in /dev/shm (and /dev/mqueue) and are all
-found. A ``fifo://`` channel lives wherever its path is, so FIFOs are found in the
-directories the caller names (``fifo_dirs``).
+found. A ``fifo://`` channel lives wherever its path is; each leaves a note in
+/dev/shm with that path (``ikfifo.BASE.ID.at``), so those are found too, and the
+directories the caller names (``fifo_dirs``) are searched for any made without one.
 
 :func:`cleanup_stale` removes only what nobody can use any more: a channel that no
 process holds and whose creator is dead, a channel its creator never finished, and
@@ -32,7 +33,13 @@ from ipckit._oob import SHM_DIR, nobody_holds
 from ipckit.backends import _ring as ring
 from ipckit.backends import shm
 from ipckit.backends._qstate import read_header
-from ipckit.backends.fifo import STATE_SUFFIX, block_base, pipe_figures
+from ipckit.backends.fifo import (
+    REGISTRY_SUFFIX,
+    STATE_SUFFIX,
+    block_base,
+    pipe_figures,
+    registry_entry,
+)
 from ipckit.errors import IPCError
 
 __all__ = [
@@ -114,7 +121,8 @@ class _Scan:
     """What one listing reads once: /dev/shm's entries and the files processes hold open."""
 
     entries: list[str]
-    #: /dev/shm files some process has open (deleted ones included), from /proc/*/fd.
+    #: /dev/shm files and ``fifo://`` state files some process has open (deleted ones
+    #: included), from /proc/*/fd.
     held: set[str]
     #: False when some process's descriptors could not be read (another user's, not root).
     complete: bool
@@ -137,8 +145,10 @@ class _Scan:
             for fd in names:
                 with contextlib.suppress(OSError):
                     target = os.readlink(f"{fds}/{fd}")
-                    if target.startswith(f"{SHM_DIR}/"):
-                        held.add(target.removesuffix(" (deleted)"))
+                    target = target.removesuffix(" (deleted)")
+                    # fifo:// state files live beside their FIFO, anywhere.
+                    if target.startswith(f"{SHM_DIR}/") or target.endswith(STATE_SUFFIX):
+                        held.add(target)
         return cls(_entries(SHM_DIR), held, complete)
 
     def in_use(self, held_by: str, unfinished: bool) -> bool:
@@ -388,6 +398,9 @@ def _fifo_info(path: str, scan: _Scan) -> ChannelInfo:
     if creation_id:
         blocks = f"ikfifo.{block_base(path)}.{creation_id[:6].hex()}.oob."
         objects += [f"{SHM_DIR}/{e}" for e in scan.entries if e.startswith(blocks)]
+        note = registry_entry(path, creation_id)
+        if os.path.basename(note) in scan.entries:
+            objects.append(note)
     return _info(
         url,
         scan,
@@ -402,15 +415,59 @@ def _fifo_info(path: str, scan: _Scan) -> ChannelInfo:
     )
 
 
+_FIFO_NOTE = re.compile(
+    rf"^ikfifo\.(?P<base>.+)\.(?P<id>[0-9a-f]{{12}}){re.escape(REGISTRY_SUFFIX)}$"
+)
+_FIFO_BLOCK = re.compile(r"^ikfifo\.(?P<base>.+)\.(?P<id>[0-9a-f]{12})\.oob\.[0-9a-f]{16}$")
+_NOTE_MAX = 4096
+
+
+def _notes(scan: _Scan) -> dict[str, tuple[str, str]]:
+    """The ``fifo://`` notes in /dev/shm that can be read: note -> (FIFO path, id).
+
+    A note that is not a regular file, is another user's, or names a path whose
+    block base is not its own is left out (so never taken for a channel that is gone).
+    """
+    notes = {}
+    for entry in scan.entries:
+        m = _FIFO_NOTE.match(entry)
+        if m is None:
+            continue
+        note = f"{SHM_DIR}/{entry}"
+        try:
+            fd = os.open(note, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            path = os.fsdecode(os.read(fd, _NOTE_MAX))
+        except (OSError, UnicodeError):
+            continue
+        finally:
+            os.close(fd)
+        if os.path.isabs(path) and block_base(path) == m["base"]:
+            notes[note] = (path, m["id"])
+    return notes
+
+
+def _fifo_key(entry: str) -> tuple[str, str] | None:
+    """``(block base, id)`` of a ``fifo://`` note or block in /dev/shm, else None."""
+    m = _FIFO_NOTE.match(entry) or _FIFO_BLOCK.match(entry)
+    return None if m is None else (m["base"], m["id"])
+
+
 def _fifo_channels(dirs: Iterable[str], scan: _Scan) -> Iterator[ChannelInfo]:
-    for directory in dirs:
-        for entry in _entries(directory):
-            if entry.endswith(STATE_SUFFIX):
-                with contextlib.suppress(FileNotFoundError):
-                    yield _fifo_info(
-                        os.path.join(os.path.abspath(directory), entry[: -len(STATE_SUFFIX)]),
-                        scan,
-                    )
+    paths = [
+        os.path.join(os.path.abspath(directory), entry[: -len(STATE_SUFFIX)])
+        for directory in dirs
+        for entry in _entries(directory)
+        if entry.endswith(STATE_SUFFIX)
+    ]
+    paths += [path for path, _ in _notes(scan).values()]
+    for path in dict.fromkeys(paths):  # each once, in order
+        with contextlib.suppress(FileNotFoundError):
+            yield _fifo_info(path, scan)
 
 
 # -- the public calls -------------------------------------------------------------------
@@ -421,7 +478,10 @@ def _list(fifo_dirs: Iterable[str], scan: _Scan) -> list[ChannelInfo]:
 
 
 def list_channels(fifo_dirs: Iterable[str] = ()) -> list[ChannelInfo]:
-    """Every named ipckit channel on this host (``fifo://`` ones in ``fifo_dirs``).
+    """Every named ipckit channel on this host.
+
+    ``fifo://`` channels are found by the note each leaves in /dev/shm, and in the
+    directories ``fifo_dirs`` names (for any made where /dev/shm could not be written).
 
     Reads headers and state files in place: it attaches to nothing, so it changes no
     counter and takes no hold. Use :func:`ipckit.open` and ``stats()`` for a channel's
@@ -448,12 +508,18 @@ def _orphans(scan: _Scan, channels: list[ChannelInfo]) -> list[str]:
 
     Only when every process's descriptors could be read: a part of a channel that
     was unlinked while handles still had it open is theirs until their last close.
-    ``fifo://`` blocks are removed with their channel only (its path is not in
-    /dev/shm, so nothing here tells whether it is gone).
+    A ``fifo://`` note whose channel is gone (its FIFO and state file were removed
+    without ``unlink()``) goes with that channel's blocks, unless some process still
+    has the channel's state file open.
     """
     if not scan.complete:
         return []
     owned = {p for ch in channels for p in ch.objects}
+    gone_fifos = {
+        (block_base(path), ident)
+        for note, (path, ident) in _notes(scan).items()
+        if note not in owned and f"{path}{STATE_SUFFIX}" not in scan.held
+    }
     shm_names = {ch.url.removeprefix("shm://") for ch in channels if ch.kind == "shm"}
     mq_names = {ch.url.removeprefix("mq://") for ch in channels if ch.kind == "mq"}
     out = []
@@ -473,6 +539,8 @@ def _orphans(scan: _Scan, channels: list[ChannelInfo]) -> list[str]:
             state = f"{SHM_DIR}/{_MQ_PREFIX}{m['name']}{_MQ_STATE}"
             if m["name"] not in mq_names and state not in scan.held:
                 out.append(path)
+        elif _fifo_key(entry) in gone_fifos:
+            out.append(path)
     return out
 
 
@@ -540,7 +608,7 @@ def cleanup_stale(*, dry_run: bool = False, fifo_dirs: Iterable[str] = ()) -> li
     (out-of-band blocks, lock files, doorbells, semaphores) that no process has open.
     A channel some handle still holds is never touched, nor one whose creator lives.
     Each channel is checked again, under an exclusive lock, just before it goes.
-    ``fifo://`` channels are looked for in ``fifo_dirs`` only.
+    ``fifo://`` channels are found by their notes in /dev/shm and in ``fifo_dirs``.
     """
     stale, orphans = plan_cleanup(fifo_dirs)
     if dry_run:

@@ -23,6 +23,7 @@ gone (and that handle removes the out-of-band blocks it referenced).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -36,6 +37,7 @@ from typing import Any
 from typing_extensions import Buffer
 
 from ipckit._names import check_path
+from ipckit._oob import SHM_DIR
 from ipckit._oserror import os_error_to_ipc
 from ipckit._transport import Capabilities, NamedBackend, Transport, TransportStats
 from ipckit._url import Endpoint, OptionSpec
@@ -44,7 +46,9 @@ from ipckit.backends._queue import QueueTransport
 from ipckit.errors import ChannelNotFound, ConfigurationError, TransportError
 
 __all__ = [
+    "REGISTRY_SUFFIX",
     "block_base",
+    "registry_entry",
     "pipe_figures",
     "BACKENDS",
     "FIFO_CAPABILITIES",
@@ -64,6 +68,11 @@ FIFO_CAPABILITIES = Capabilities(
 
 #: Suffix of the state file kept beside the FIFO.
 STATE_SUFFIX = ".ikstate"
+#: A FIFO may live in any directory, so each channel leaves a note in /dev/shm,
+#: ``ikfifo.BASE.ID.at`` holding its absolute path: ``ipckit ls`` and ``gc`` find it
+#: there without being told where to look, and ``gc`` can tell its out-of-band
+#: blocks (``ikfifo.BASE.ID.oob.*``) from those of a channel that is gone.
+REGISTRY_SUFFIX = ".at"
 _DEFAULT_PIPE_SIZE = 1024 * 1024
 _DEFAULT_MODE = 0o600
 _PIPE_MAX_SIZE = "/proc/sys/fs/pipe-max-size"
@@ -115,6 +124,30 @@ def block_base(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(path))[:64]
 
 
+def registry_entry(path: str, creation_id: bytes) -> str:
+    """The /dev/shm file that records where the ``fifo://`` channel at ``path`` lives."""
+    return f"{SHM_DIR}/ikfifo.{block_base(path)}.{creation_id[:6].hex()}{REGISTRY_SUFFIX}"
+
+
+def _register(path: str, creation_id: bytes, mode: int) -> None:
+    """Leave the channel's note in /dev/shm; best effort (without it, ls needs --dir)."""
+    entry = registry_entry(path, creation_id)
+    try:
+        fd = os.open(
+            entry, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode
+        )
+    except OSError:
+        return  # no /dev/shm, or full: the channel works, only the tools must be told
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, os.fsencode(os.path.abspath(path)))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(entry)
+    finally:
+        os.close(fd)
+
+
 def pipe_figures(fd: int) -> tuple[int, int]:
     """``(pipe size, bytes queued)`` of a FIFO descriptor; raises ``OSError``."""
     size = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
@@ -164,6 +197,7 @@ class FifoTransport(QueueTransport):
                 _packet_mode(fds[0], what)
                 _set_pipe_size(fds[0], options.get("pipe_size"), what)
                 state = QueueState.create(state_path, mode=mode, kernel_id=kernel_id, what=what)
+                _register(path, state.creation_id, mode)
             else:
                 try:
                     info = os.stat(path)
@@ -177,6 +211,8 @@ class FifoTransport(QueueTransport):
         except BaseException:
             if state is not None:
                 if create:
+                    with contextlib.suppress(OSError):
+                        os.unlink(registry_entry(path, state.creation_id))
                     state.unlink()
                 state.close()
             if fds[0] >= 0:
@@ -226,6 +262,9 @@ class FifoTransport(QueueTransport):
         self._fd = -1
 
     def _unlink_kernel_object(self) -> None:
+        # The note names this channel's creation only: never a newer channel's.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(registry_entry(self._path, self._state.creation_id))
         try:
             info = os.stat(self._path)
         except FileNotFoundError:

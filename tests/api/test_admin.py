@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import ipckit
+from ipckit._inventory import plan_cleanup
 from ipckit.backends import _ring as ring
 from ipckit.cli import main
 from ipckit.testing import unique_name
@@ -121,17 +122,18 @@ def test_gc_removes_a_dead_creators_channel_only_once_nobody_holds_it(
     holder.start()
     try:
         assert ready.wait(30)
-        (info,) = [c for c in ipckit.list_channels([str(tmp_path)]) if c.url == url]
+        # No --dir: a fifo:// channel is found by the note it left in /dev/shm.
+        (info,) = [c for c in ipckit.list_channels() if c.url == url]
         assert info.creator_alive is False and info.in_use and not info.stale
-        assert main(["gc", "--dir", str(tmp_path)]) == 0
+        assert main(["gc"]) == 0
         assert url not in capsys.readouterr().out
         assert _objects_of(url, tmp_path)  # still there: a process holds it
         release.set()
         holder.join(30)
-        removed = ipckit.cleanup_stale(dry_run=True, fifo_dirs=[str(tmp_path)])
+        removed = ipckit.cleanup_stale(dry_run=True)
         assert set(_everything(tmp_path, url)) <= set(removed)
         assert _everything(tmp_path, url)  # a dry run removes nothing
-        assert main(["gc", "--dir", str(tmp_path)]) == 0
+        assert main(["gc"]) == 0
         assert f"removed {url}" in capsys.readouterr().out
         assert _everything(tmp_path, url) == set()
     finally:
@@ -215,9 +217,12 @@ def test_gc_never_takes_the_blocks_of_a_channel_whose_name_extends_a_stale_one()
     maker.join(30)
     with ipckit.open(f"mq://{live_name}", create=True) as live:
         live.send_bytes(os.urandom(1 << 20))  # its block: ikmq.<x>.b.<id>.oob.<random>
+        mine = set(_objects_of(live.url, Path("/nonexistent")))
+        assert any(".oob." in p for p in mine)
         removed = ipckit.cleanup_stale()
-        assert any(stale_name in p and f"{stale_name}.b" not in p for p in removed)
-        assert not [p for p in removed if live_name in p], removed
+        assert f"/dev/mqueue/{stale_name}" in removed
+        # (Not "live_name in p": the stale block's id may begin with "b".)
+        assert not mine & set(removed), removed
         assert len(live.recv_bytes(timeout=5)) == 1 << 20
         live.unlink()
 
@@ -276,3 +281,69 @@ def test_gc_checks_each_channel_again_before_it_goes(tmp_path: Path) -> None:
         assert not _inventory.remove_if_still_stale(old)
         assert _everything(tmp_path, url)
         ch.unlink()
+
+
+def test_a_fifo_channel_is_found_without_its_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _url("fifo", tmp_path)
+    with ipckit.open(url, create=True) as ch:
+        (info,) = [c for c in ipckit.list_channels() if c.url == url]
+        notes = [p for p in info.objects if p.startswith("/dev/shm/") and p.endswith(".at")]
+        assert len(notes) == 1
+        assert os.stat(notes[0]).st_mode & 0o777 == 0o600
+        assert Path(notes[0]).read_text() == url.removeprefix("fifo://")
+        assert main(["ls"]) == 0
+        assert url in capsys.readouterr().out
+        ch.unlink()
+        assert not os.path.exists(notes[0])
+    assert [c for c in ipckit.list_channels() if c.url == url] == []
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["unheld", "held"])
+def test_gc_collects_what_a_fifo_removed_behind_its_back_left(tmp_path: Path, held: bool) -> None:
+    """The FIFO and state file deleted by hand: the note and blocks go once nobody holds them."""
+    url = _url("fifo", tmp_path)
+    path = url.removeprefix("fifo://")
+    maker = _CTX.Process(target=_create_and_die, args=(url, True))  # leaves a block
+    maker.start()
+    maker.join(30)
+    ready, release = _CTX.Event(), _CTX.Event()
+    holder = _CTX.Process(target=_hold, args=(url, ready, release))
+    if held:
+        holder.start()
+        assert ready.wait(30)
+    try:
+        os.unlink(path)  # what a tmp cleaner, or rm -rf of the directory, does
+        os.unlink(path + ".ikstate")
+        left = _everything(tmp_path, url)
+        assert [p for p in left if p.endswith(".at")] and [p for p in left if ".oob." in p]
+        if held:
+            _, orphans = plan_cleanup()
+            assert not set(orphans) & left  # the holder may still receive the big message
+            release.set()
+            holder.join(30)
+            left = _everything(tmp_path, url)  # its last close swept the block already
+            assert [p for p in left if p.endswith(".at")]
+        _, orphans = plan_cleanup()
+        assert set(orphans) >= left
+        ipckit.cleanup_stale()
+        assert _everything(tmp_path, url) == set()
+    finally:
+        release.set()
+        if holder.is_alive():
+            holder.kill()
+        if held:
+            holder.join(10)
+        ipckit.cleanup_stale()
+
+
+def test_a_note_that_does_not_match_its_name_is_left_alone(tmp_path: Path) -> None:
+    name = unique_name("forged")
+    note = Path(f"/dev/shm/ikfifo.{name}.0123456789ab.at")
+    note.write_text(str(tmp_path / "somewhere-else"))  # its base is not the note's
+    try:
+        assert str(note) not in plan_cleanup()[1]
+        assert [c for c in ipckit.list_channels() if "somewhere-else" in c.url] == []
+    finally:
+        note.unlink()

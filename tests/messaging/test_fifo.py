@@ -47,7 +47,7 @@ def _join(proc: multiprocessing.process.BaseProcess) -> None:
 
 def _oob_blocks(ch: ipckit.Channel) -> list[str]:
     prefix = ch._transport._oob_prefix  # type: ignore[attr-defined]
-    return [n for n in os.listdir(SHM_DIR) if n.startswith(prefix)]
+    return [n for n in os.listdir(SHM_DIR) if n.startswith(f"{prefix}.oob.")]
 
 
 def test_create_attach_unlink(url: str) -> None:
