@@ -124,7 +124,8 @@ def os_error_to_ipc(exc: BaseException, what: str, op: Op = "use") -> IPCError:
 def out_of_descriptors() -> int:
     """EMFILE or ENFILE if this process cannot open one more descriptor now, else 0."""
     try:
-        os.close(os.dup(2))
+        # Not dup(2): a daemon may have closed its stderr.
+        os.close(os.open("/", os.O_RDONLY | os.O_CLOEXEC))
     except OSError as exc:
         if exc.errno in (errno.EMFILE, errno.ENFILE):
             return exc.errno

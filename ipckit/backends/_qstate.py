@@ -38,10 +38,10 @@ import os
 import secrets
 import struct
 import time
-import weakref
 from collections.abc import Callable
 
 from ipckit._oserror import no_space_error, os_error_to_ipc
+from ipckit.backends._hold import Hold, map_unlocked
 from ipckit.errors import IPCError, ProtocolError
 
 __all__ = ["CREATOR_AT", "MAGIC", "SHUT_BYTE", "QueueState", "read_header"]
@@ -58,8 +58,6 @@ _CREATOR = struct.Struct("<I")
 CREATOR_AT = 32
 #: How long an attacher waits for a creator that is still writing the state file.
 _ATTACH_WAIT = 2.0
-
-_live: weakref.WeakSet[QueueState] = weakref.WeakSet()
 
 
 def read_header(path: str) -> tuple[bool, int, bytes]:
@@ -83,18 +81,16 @@ def read_header(path: str) -> tuple[bool, int, bytes]:
 class QueueState:
     """The mapped state file of one queue handle."""
 
-    __slots__ = ("__weakref__", "_child_fd", "_fd", "_file", "_map", "creation_id", "path")
+    __slots__ = ("_file", "_hold", "_map", "creation_id", "path")
 
     def __init__(self, path: str, fd: int, creation_id: bytes) -> None:
         self.path = path
-        self._fd = fd
-        self._child_fd = -1
         st = os.fstat(fd)
         self._file = (st.st_dev, st.st_ino)
         self.creation_id = creation_id
-        self._map = mmap.mmap(fd, _SIZE)
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        _live.add(self)
+        self._map = map_unlocked(fd, _SIZE)
+        self._hold = Hold(fd)
+        self._hold.take()
 
     @classmethod
     def create(cls, path: str, *, mode: int, kernel_id: tuple[int, int], what: str) -> QueueState:
@@ -202,22 +198,12 @@ class QueueState:
         self._map[_SHUT] = 1
 
     def last_holder(self) -> bool:
-        """True if no other handle (in any process) has this state file open.
-
-        Call only while closing: a failed attempt may drop this handle's own hold.
-        """
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
-        return True
+        """True if no other handle (in any process) has this state file open."""
+        return self._hold.fd >= 0 and self._hold.is_last()
 
     def close(self) -> None:
         """Unmap the state and drop this handle's hold (the file stays for other handles)."""
-        _live.discard(self)
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
+        self._hold.close()
         self._map.close()
 
     def is_current(self) -> bool:
@@ -235,49 +221,3 @@ class QueueState:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
-
-    # -- fork ---------------------------------------------------------------------------
-
-    def _before_fork(self) -> None:
-        if self._fd >= 0 and self._child_fd < 0:
-            try:
-                fd = os.open(f"/proc/self/fd/{self._fd}", os.O_RDWR | os.O_CLOEXEC)
-                fcntl.flock(fd, fcntl.LOCK_SH)
-            except OSError:
-                return
-            self._child_fd = fd
-
-    def _after_fork_in_parent(self) -> None:
-        fd, self._child_fd = self._child_fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-    def _after_fork_in_child(self) -> None:
-        fd, self._child_fd = self._child_fd, -1
-        if fd >= 0 and self._fd >= 0:
-            # The inherited descriptor shares the parent's description (and its lock):
-            # the child holds the channel through a description of its own.
-            os.close(self._fd)
-            self._fd = fd
-
-
-def _before_fork() -> None:
-    for state in list(_live):
-        state._before_fork()
-
-
-def _after_fork_in_parent() -> None:
-    for state in list(_live):
-        state._after_fork_in_parent()
-
-
-def _after_fork_in_child() -> None:
-    for state in list(_live):
-        state._after_fork_in_child()
-
-
-os.register_at_fork(
-    before=_before_fork,
-    after_in_parent=_after_fork_in_parent,
-    after_in_child=_after_fork_in_child,
-)

@@ -25,6 +25,7 @@ import mmap
 import os
 
 from ipckit._oob import SHM_DIR
+from ipckit.backends._hold import Hold, map_unlocked
 
 __all__ = ["Segment"]
 
@@ -32,14 +33,24 @@ _FLAGS = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 class Segment:
-    """A mapped segment: its descriptor, size and a byte view of the whole mapping."""
+    """A mapped segment: its descriptor, size and a byte view of the whole mapping.
+
+    ``hold`` is the handle's hold on the channel (:mod:`ipckit.backends._hold`),
+    taken once the channel is whole.
+    """
 
     def __init__(self, path: str, fd: int, size: int) -> None:
         self.path = path
-        self.fd = fd
         self.size = size
-        self._mmap: mmap.mmap | None = mmap.mmap(fd, size)
+        self.ino = os.fstat(fd).st_ino
+        self._mmap: mmap.mmap | None = map_unlocked(fd, size)
         self.buf = memoryview(self._mmap)
+        self.hold = Hold(fd)
+
+    @property
+    def fd(self) -> int:
+        """The segment's descriptor (-1 once closed)."""
+        return self.hold.fd
 
     @classmethod
     def create(cls, name: str, size: int, mode: int) -> Segment:
@@ -57,8 +68,10 @@ class Segment:
             os.posix_fallocate(fd, 0, size)
             return cls(path, fd, size)
         except BaseException:
-            _remove_if_same(path, fd)
-            os.close(fd)
+            try:
+                _remove_if_same(path, fd)
+            finally:
+                os.close(fd)
             raise
 
     @classmethod
@@ -80,11 +93,6 @@ class Segment:
             os.close(fd)
             raise
 
-    def replace_fd(self, fd: int) -> None:
-        """Hold the segment through ``fd`` from now on (a forked child's own flock)."""
-        old, self.fd = self.fd, fd
-        os.close(old)
-
     def close(self) -> None:
         """Unmap and close; idempotent.
 
@@ -102,9 +110,7 @@ class Segment:
                 mem.close()
             except BufferError:
                 pass
-        fd, self.fd = self.fd, -1
-        if fd >= 0:
-            os.close(fd)
+        self.hold.close()
 
 
 def _remove_if_same(path: str, fd: int) -> None:

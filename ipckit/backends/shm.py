@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import os
 import re
 import stat
@@ -228,9 +227,10 @@ class ShmTransport:
                 self._attach()
         except BaseException:
             self._release()
-            if self._made_segment:
-                # Only what this call created: a clash must not remove the owner's queue.
-                remove(self._names.name)
+            if self._made_segment and self._still_ours():
+                # Only what this call created: a clash must not remove the owner's queue,
+                # nor a channel made under the name after this one was removed.
+                remove(self._names.name, blocks=False)
             raise
 
     # -- lifecycle --------------------------------------------------------------------
@@ -246,7 +246,9 @@ class ShmTransport:
         shm_path = f"{_oob.SHM_DIR}/{names.segment}"
         with translate_os_errors(f"creating {self.url}"):
             try:
-                shm = Segment.create(names.segment, size, self._mode)
+                self._shm = shm = Segment.create(names.segment, size, self._mode)
+                self._ino = shm.ino
+                self._made_segment = True
             except FileExistsError:
                 raise ChannelExists(
                     f"{self.url} already exists; attach with ipckit.open({self.url!r}) or "
@@ -258,9 +260,6 @@ class ShmTransport:
                         f"creating {self.url} (pass a smaller capacity=)", shm_path, size
                     ) from exc
                 raise
-        self._shm = shm
-        self._made_segment = True
-        self._ino = os.fstat(shm.fd).st_ino
         buf = shm.buf
         ring.META.pack_into(
             buf, 0, ring.MAGIC, ring.VERSION, 0, capacity, max_message_size, 0, os.getpid()
@@ -273,7 +272,7 @@ class ShmTransport:
         names = self._names
         deadline = time.monotonic() + _ATTACH_WAIT
         while True:
-            shm = self._map_existing(names)
+            shm = self._map_existing(names, deadline)
             size = shm.size
             buf = shm.buf
             # A creator between shm_open and writing the header shows a short or zeroed
@@ -288,11 +287,7 @@ class ShmTransport:
                 raise
             shm.close()
             if time.monotonic() > deadline:
-                raise ProtocolError(
-                    f"{self.url} exists but was never finished: its creator died while "
-                    "creating it; remove it with unlink() (or `ipckit rm`/`ipckit gc`) and "
-                    "create it again"
-                )
+                raise self._never_finished()
             time.sleep(0.005)
         self._shm = shm
         info = os.fstat(shm.fd)
@@ -302,7 +297,14 @@ class ShmTransport:
         self._setup(buf, capacity, max_message)
         self._open_sync(create=False, words=self._w)
 
-    def _map_existing(self, names: _Names) -> Segment:
+    def _never_finished(self) -> ProtocolError:
+        return ProtocolError(
+            f"{self.url} exists but was never finished: its creator died while "
+            "creating it; remove it with unlink() (or `ipckit rm`/`ipckit gc`) and "
+            "create it again"
+        )
+
+    def _map_existing(self, names: _Names, deadline: float) -> Segment:
         while True:
             with translate_os_errors(f"attaching to {self.url}"):
                 try:
@@ -314,7 +316,10 @@ class ShmTransport:
                     ) from None
             if shm is not None:
                 return shm
-            time.sleep(0.001)  # an empty segment: its creator has not sized it yet
+            # An empty segment: its creator has not sized it yet, or died first.
+            if time.monotonic() > deadline:
+                raise self._never_finished()
+            time.sleep(0.001)
 
     def _open_sync(self, create: bool, words: memoryview) -> None:
         names = self._names
@@ -353,7 +358,7 @@ class ShmTransport:
         # Every handle holds a shared flock on its segment descriptor (dropped by the
         # kernel when the process dies), so the last one can tell it is the last.
         assert self._shm is not None
-        fcntl.flock(self._shm.fd, fcntl.LOCK_SH)
+        self._shm.hold.take()
         # Out-of-band blocks of this channel (not of a later one of the same name).
         self._oob_prefix = f"{names.oob_prefix}{self._ino:x}"
         _LIVE.add(self)
@@ -394,34 +399,16 @@ class ShmTransport:
             lock.reopen()
         if self.native_core is not None:
             self.native_core.rebind(self._send_lock.pid)
-        shm = self._shm
-        if shm is None:
-            return
-        # The inherited descriptor shares its flock with the parent: a holder of its own.
-        try:
-            fd = os.open(
-                f"{_oob.SHM_DIR}/{self._names.segment}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
-            )
-        except OSError:
-            return  # unlinked already: the parent's hold covers the child too, as before
-        if os.fstat(fd).st_ino != self._ino:
-            os.close(fd)
-            return
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        shm.replace_fd(fd)
+        # The segment's hold is the child's own already (ipckit.backends._hold).
 
     def _last_holder(self) -> bool:
         """True when no other handle (in any process) has this channel open."""
         shm = self._shm
-        if shm is None:
-            return False
-        fd = shm.fd
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        return True
+        return shm is not None and shm.hold.is_last()
+
+    def _still_ours(self) -> bool:
+        """True while the name leads to the segment this handle made or attached."""
+        return not self._renamed()
 
     def _renamed(self) -> bool:
         """True when the name no longer leads to this handle's segment (unlinked)."""
@@ -499,7 +486,9 @@ class ShmTransport:
         # with the last of them (close()), unless none is left: this one is the last,
         # or every handle closed before the unlink (then no close() will come).
         segment = f"{_oob.SHM_DIR}/{self._names.segment}"
-        orphaned = self._last_holder() if self._shm is not None else _oob.nobody_holds(segment)
+        # An open handle leaves the blocks to the last close() (it may still receive
+        # them), as mq:// and fifo:// do.
+        orphaned = self._shm is None and _oob.nobody_holds(segment)
         remove(self._names.name, blocks=False)
         if orphaned:
             _oob.sweep_blocks(self._oob_prefix)

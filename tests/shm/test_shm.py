@@ -458,3 +458,14 @@ def test_stalled_holder_does_not_double_the_lock(url: str) -> None:
         assert la.try_acquire()
         la.release()
         a.unlink()
+
+
+def test_an_empty_segment_whose_creator_died_is_never_finished(url: str) -> None:
+    """A creator killed between making the segment and sizing it leaves 0 bytes: no hang."""
+    path = f"/dev/shm/ikshm.{url.removeprefix('shm://')}"
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+    try:
+        with pytest.raises(ProtocolError, match="never finished"):
+            ipckit.open(url)
+    finally:
+        os.unlink(path)
