@@ -20,6 +20,7 @@ never removes a channel some handle still holds.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -32,7 +33,7 @@ from typing import Any
 from ipckit._oob import SHM_DIR, nobody_holds
 from ipckit.backends import _ring as ring
 from ipckit.backends import shm
-from ipckit.backends._qstate import read_header
+from ipckit.backends._qstate import read_header, read_header_fd
 from ipckit.backends.fifo import (
     REGISTRY_SUFFIX,
     STATE_SUFFIX,
@@ -121,15 +122,19 @@ class _Scan:
     """What one listing reads once: /dev/shm's entries and the files processes hold open."""
 
     entries: list[str]
-    #: /dev/shm files and ``fifo://`` state files some process has open (deleted ones
-    #: included), from /proc/*/fd.
+    #: /dev/shm files some process has open (deleted ones included), from /proc/*/fd.
     held: set[str]
     #: False when some process's descriptors could not be read (another user's, not root).
     complete: bool
+    #: Creation ids (12 hex digits) of the queue state files some process has open, read
+    #: through /proc/PID/fd: they hold wherever the file now is (a renamed directory,
+    #: a symlinked path, removed) and whatever its name was.
+    held_ids: frozenset[str] = frozenset()
 
     @classmethod
     def now(cls) -> _Scan:
         held: set[str] = set()
+        held_ids: set[str] = set()
         complete = True
         for pid in _entries("/proc"):
             if not pid.isdigit():
@@ -144,18 +149,30 @@ class _Scan:
                 continue
             for fd in names:
                 with contextlib.suppress(OSError):
-                    target = os.readlink(f"{fds}/{fd}")
-                    target = target.removesuffix(" (deleted)")
-                    # fifo:// state files live beside their FIFO, anywhere.
-                    if target.startswith(f"{SHM_DIR}/") or target.endswith(STATE_SUFFIX):
+                    target = os.readlink(f"{fds}/{fd}").removesuffix(" (deleted)")
+                    if target.startswith(f"{SHM_DIR}/"):
                         held.add(target)
-        return cls(_entries(SHM_DIR), held, complete)
+                    if target.endswith(STATE_SUFFIX):
+                        held_ids.add(_held_id(f"{fds}/{fd}"))
+        return cls(_entries(SHM_DIR), held, complete, frozenset(held_ids))
 
     def in_use(self, held_by: str, unfinished: bool) -> bool:
         """A handle holds it, or a process has it open (a creator still making it)."""
         if not nobody_holds(held_by) or held_by in self.held:
             return True
         return unfinished and not self.complete
+
+
+def _held_id(proc_fd: str) -> str:
+    """The creation id of the state file open at ``/proc/PID/fd/N``; OSError if none."""
+    fd = os.open(proc_fd, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        whole, _pid, creation_id = read_header_fd(fd)
+    finally:
+        os.close(fd)
+    if not whole:
+        raise OSError(errno.EINVAL, "an unfinished state file")
+    return creation_id[:6].hex()
 
 
 def _alive(pid: int) -> bool | None:
@@ -422,11 +439,11 @@ _FIFO_BLOCK = re.compile(r"^ikfifo\.(?P<base>.+)\.(?P<id>[0-9a-f]{12})\.oob\.[0-
 _NOTE_MAX = 4096
 
 
-def _notes(scan: _Scan) -> dict[str, tuple[str, str]]:
-    """The ``fifo://`` notes in /dev/shm that can be read: note -> (FIFO path, id).
+def _notes(scan: _Scan) -> dict[str, tuple[str, str, int]]:
+    """The ``fifo://`` notes in /dev/shm that can be read: note -> (FIFO path, id, owner).
 
-    A note that is not a regular file, is another user's, or names a path whose
-    block base is not its own is left out (so never taken for a channel that is gone).
+    A note that is not a regular file, cannot be read, or names a path whose block
+    base is not its own is left out (so never taken for a channel that is gone).
     """
     notes = {}
     for entry in scan.entries:
@@ -439,7 +456,8 @@ def _notes(scan: _Scan) -> dict[str, tuple[str, str]]:
         except OSError:
             continue
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
                 continue
             path = os.fsdecode(os.read(fd, _NOTE_MAX))
         except (OSError, UnicodeError):
@@ -447,8 +465,29 @@ def _notes(scan: _Scan) -> dict[str, tuple[str, str]]:
         finally:
             os.close(fd)
         if os.path.isabs(path) and block_base(path) == m["base"]:
-            notes[note] = (path, m["id"])
+            notes[note] = (path, m["id"], info.st_uid)
     return notes
+
+
+def _fifo_may_live(path: str, ident: str) -> bool:
+    """False only when ``path`` surely holds no channel of creation ``ident`` any more."""
+    try:
+        whole, _pid, creation_id = read_header(path + STATE_SUFFIX)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell: keep
+    return not whole or creation_id[:6].hex() == ident
+
+
+def _noted_paths(scan: _Scan) -> list[str]:
+    """FIFO paths from the notes whose state file has the note's owner (not a forged one)."""
+    paths = []
+    for path, _ident, uid in _notes(scan).values():
+        with contextlib.suppress(OSError):
+            if os.stat(path + STATE_SUFFIX, follow_symlinks=False).st_uid == uid:
+                paths.append(path)
+    return paths
 
 
 def _fifo_key(entry: str) -> tuple[str, str] | None:
@@ -464,8 +503,13 @@ def _fifo_channels(dirs: Iterable[str], scan: _Scan) -> Iterator[ChannelInfo]:
         for entry in _entries(directory)
         if entry.endswith(STATE_SUFFIX)
     ]
-    paths += [path for path, _ in _notes(scan).values()]
-    for path in dict.fromkeys(paths):  # each once, in order
+    paths += _noted_paths(scan)
+    seen: set[str] = set()
+    for path in paths:
+        real = os.path.realpath(path)  # one channel, reached by two spellings, is listed once
+        if real in seen:
+            continue
+        seen.add(real)
         with contextlib.suppress(FileNotFoundError):
             yield _fifo_info(path, scan)
 
@@ -510,15 +554,15 @@ def _orphans(scan: _Scan, channels: list[ChannelInfo]) -> list[str]:
     was unlinked while handles still had it open is theirs until their last close.
     A ``fifo://`` note whose channel is gone (its FIFO and state file were removed
     without ``unlink()``) goes with that channel's blocks, unless some process still
-    has the channel's state file open.
+    has a state file of that creation open (wherever it is now).
     """
     if not scan.complete:
         return []
     owned = {p for ch in channels for p in ch.objects}
     gone_fifos = {
         (block_base(path), ident)
-        for note, (path, ident) in _notes(scan).items()
-        if note not in owned and f"{path}{STATE_SUFFIX}" not in scan.held
+        for note, (path, ident, _uid) in _notes(scan).items()
+        if note not in owned and ident not in scan.held_ids and not _fifo_may_live(path, ident)
     }
     shm_names = {ch.url.removeprefix("shm://") for ch in channels if ch.kind == "shm"}
     mq_names = {ch.url.removeprefix("mq://") for ch in channels if ch.kind == "mq"}

@@ -36,6 +36,7 @@ import fcntl
 import mmap
 import os
 import secrets
+import stat
 import struct
 import time
 from collections.abc import Callable
@@ -66,11 +67,19 @@ def read_header(path: str) -> tuple[bool, int, bytes]:
     ``whole`` is False for a file its creator never finished (then pid 0 and no id).
     For ``ipckit ls``/``gc``: raises ``OSError`` when the file cannot be read.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    # O_NONBLOCK: a FIFO planted under a state file's name must not hang `ipckit ls`.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
-        data = os.pread(fd, _SIZE, 0)
+        return read_header_fd(fd)
     finally:
         os.close(fd)
+
+
+def read_header_fd(fd: int) -> tuple[bool, int, bytes]:
+    """:func:`read_header` of an open descriptor; ``OSError`` if it is not a regular file."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        raise OSError(errno.EINVAL, "not a queue state file (not a regular file)")
+    data = os.pread(fd, _SIZE, 0)
     if len(data) < _SIZE or data[:4] != _MAGIC:
         return False, 0, b""
     (pid,) = _CREATOR.unpack_from(data, CREATOR_AT)

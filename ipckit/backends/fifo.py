@@ -130,8 +130,13 @@ def registry_entry(path: str, creation_id: bytes) -> str:
 
 
 def _register(path: str, creation_id: bytes, mode: int) -> None:
-    """Leave the channel's note in /dev/shm; best effort (without it, ls needs --dir)."""
+    """Leave the channel's note in /dev/shm; best effort (without it, ls needs --dir).
+
+    Nobody but its owner may write it, whatever the channel's mode: a note others
+    could rewrite would point the tools at another path.
+    """
     entry = registry_entry(path, creation_id)
+    mode = 0o600 | (mode & 0o044)
     try:
         fd = os.open(
             entry, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode
@@ -262,9 +267,14 @@ class FifoTransport(QueueTransport):
         self._fd = -1
 
     def _unlink_kernel_object(self) -> None:
-        # The note names this channel's creation only: never a newer channel's.
-        with contextlib.suppress(FileNotFoundError):
+        self._unlink_fifo()
+        # The note names this channel's creation only, never a newer channel's. Best
+        # effort: another user may remove the FIFO but not its creator's note in the
+        # sticky /dev/shm (gc takes it once the channel is gone).
+        with contextlib.suppress(OSError):
             os.unlink(registry_entry(self._path, self._state.creation_id))
+
+    def _unlink_fifo(self) -> None:
         try:
             info = os.stat(self._path)
         except FileNotFoundError:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
+import tempfile
 import time
 from multiprocessing import resource_tracker, shared_memory
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 
 import ipckit
-from ipckit._inventory import plan_cleanup
+from ipckit._inventory import _Scan, plan_cleanup
 from ipckit.backends import _ring as ring
 from ipckit.cli import main
 from ipckit.testing import unique_name
@@ -347,3 +349,105 @@ def test_a_note_that_does_not_match_its_name_is_left_alone(tmp_path: Path) -> No
         assert [c for c in ipckit.list_channels() if "somewhere-else" in c.url] == []
     finally:
         note.unlink()
+
+
+def test_gc_keeps_a_held_fifo_reached_through_a_symlink(tmp_path: Path) -> None:
+    """Holders are known by creation id, so a path spelled differently does not fool gc."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    name = unique_name("adm")
+    url = f"fifo://{tmp_path}/link/{name}"
+    a = ipckit.open(url, create=True)
+    b = ipckit.open(url)
+    big = os.urandom(1 << 20)
+    try:
+        a.send_bytes(big)
+        os.unlink(real / name)  # removed behind ipckit's back, while both handles live
+        os.unlink(real / f"{name}.ikstate")
+        if not _Scan.now().complete:
+            pytest.skip("another user's processes hide what they hold")
+        left = _everything(real, url)
+        assert [p for p in left if p.endswith(".at")] and [p for p in left if ".oob." in p]
+        assert not set(plan_cleanup()[1]) & left
+        ipckit.cleanup_stale()
+        assert b.recv_bytes(timeout=10) == big
+    finally:
+        b.close()
+        a.close()
+        ipckit.cleanup_stale()
+    assert _everything(real, url) == set()
+
+
+def _list_in_child(results: Any) -> None:
+    results.put(len(ipckit.list_channels()))
+
+
+def test_a_note_pointing_at_a_fifo_state_file_does_not_hang_ls(tmp_path: Path) -> None:
+    name = unique_name("forged")
+    os.mkfifo(tmp_path / f"{name}.ikstate")  # opening it for reading would wait for a writer
+    os.mkfifo(tmp_path / name)
+    note = Path(f"/dev/shm/ikfifo.{name}.0123456789ab.at")
+    note.write_text(str(tmp_path / name))
+    results = _CTX.Queue()
+    proc = _CTX.Process(target=_list_in_child, args=(results,))
+    proc.start()
+    try:
+        results.get(timeout=30)
+        proc.join(30)
+        assert proc.exitcode == 0
+        assert str(note) not in plan_cleanup()[1]  # it may be a channel: never taken
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        results.close()
+        results.join_thread()
+        note.unlink()
+
+
+def test_the_note_is_never_writable_by_others(tmp_path: Path) -> None:
+    url = _url("fifo", tmp_path)
+    with ipckit.open(url, create=True, mode=0o666) as ch:
+        (note,) = [
+            p
+            for c in ipckit.list_channels()
+            if c.url == url
+            for p in c.objects
+            if p.endswith(".at")
+        ]
+        assert os.stat(note).st_mode & 0o777 == 0o644
+        ch.unlink()
+
+
+def _unlink_as_nobody(url: str, results: Any) -> None:
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+    try:
+        with ipckit.open(url) as ch:
+            ch.unlink()
+        results.put("unlinked")
+    except BaseException as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to a second uid needs root")
+def test_another_user_may_unlink_a_shared_fifo(tmp_path: Path) -> None:
+    """The creator's note in sticky /dev/shm is not theirs to remove: the FIFO still goes."""
+    shared = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own tmp is root's alone
+    shared.chmod(0o777)  # not sticky: anyone may remove what is in it
+    url = _url("fifo", shared)
+    owner = ipckit.open(url, create=True, mode=0o666)
+    results = _CTX.Queue()
+    try:
+        proc = _CTX.Process(target=_unlink_as_nobody, args=(url, results))
+        proc.start()
+        assert results.get(timeout=30) == "unlinked"
+        proc.join(30)
+        assert not os.path.exists(url.removeprefix("fifo://"))
+    finally:
+        owner.unlink()  # the creator's unlink() takes the note it left
+        owner.close()
+        results.close()
+        results.join_thread()
+        shutil.rmtree(shared)

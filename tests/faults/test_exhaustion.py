@@ -159,6 +159,7 @@ def _attach_starved(url: str, results: Any) -> None:
     """In the child: attach to ``url`` with 0, 1, 2... spare descriptors until it works."""
     outcomes: list[str] = []
     importlib.import_module(f"ipckit.backends.{url.split(':', maxsplit=1)[0]}")
+    before = _open_fds()
     try:
         for headroom in range(32):
             starved = _Starved(headroom)
@@ -174,7 +175,7 @@ def _attach_starved(url: str, results: Any) -> None:
             break
     except BaseException as exc:
         outcomes.append(f"other {type(exc).__name__}: {exc}")
-    results.put(outcomes)
+    results.put((outcomes, _open_fds() - before))
 
 
 @pytest.mark.parametrize("backend", ["shm", "mq", "fifo"])
@@ -194,7 +195,7 @@ def test_attaching_out_of_descriptors_leaves_the_channel_to_the_others(
             proc = _CTX.Process(target=_attach_starved, args=(url, results))
             proc.start()
             try:
-                outcomes = results.get(timeout=60)
+                outcomes, extra = results.get(timeout=60)
                 proc.join(60)
             finally:
                 if proc.is_alive():
@@ -205,6 +206,7 @@ def test_attaching_out_of_descriptors_leaves_the_channel_to_the_others(
             refusals = outcomes[:-1]
             assert len(refusals) >= 3, outcomes  # the segment, its mapping, the semaphores...
             assert all("RLIMIT_NOFILE" in r for r in refusals), refusals
+            assert extra == 0, f"the refused attaches left {extra} descriptors open"
             with ipckit.open(url) as other:
                 assert other.recv(timeout=5) == "kept"
         finally:

@@ -147,6 +147,11 @@ def _hostile(draw: st.DrawFn) -> bytes:
     return bytes(data[:cut]) + draw(st.binary(max_size=8))
 
 
+_byte_bounds: Any = getattr(getattr(np.lib, "array_utils", None), "byte_bounds", None) or getattr(
+    np, "byte_bounds", None
+)
+
+
 def _arrays_in(value: Any) -> list[Any]:
     if isinstance(value, np.ndarray):
         return [value]
@@ -173,9 +178,12 @@ def test_fuzzed_payloads_decode_or_raise_serialization_error(payload: bytes, own
         return
     finally:
         assert time.monotonic() - started < QUICK
+    start = np.frombuffer(data, dtype=np.uint8).__array_interface__["data"][0] if data else 0
     for arr in _arrays_in(value):
         assert arr.nbytes <= len(payload), (arr.shape, arr.dtype, len(payload))
-        arr.tobytes()  # every element readable: the view lies inside the payload
+        if owned and arr.nbytes and arr.base is not None:  # a view: inside the payload
+            low, high = _byte_bounds(arr)
+            assert start <= low and high <= start + len(payload), (low, high, start)
 
 
 @pytest.mark.parametrize("backend", ["pipe", "shm", "shm-pure"])
