@@ -49,6 +49,11 @@ KILL_COLUMNS = (
     ("p50_ms", "recovery p50 (ms)"),
     ("p99_ms", "recovery p99 (ms)"),
 )
+CTRL_C_COLUMNS = (
+    ("trials", "trials"),
+    ("p50_ms", "SIGINT to KeyboardInterrupt p50 (ms)"),
+    ("max_ms", "max (ms)"),
+)
 FUZZ_COLUMNS = (
     ("examples", "examples run"),
     ("raised", "unexpected exceptions"),
@@ -111,6 +116,8 @@ def main() -> int:
             f"tests/faults/test_kill_storm.py::{test}",
             "tests/faults/test_eintr_storm.py",
             "tests/faults/test_kill_points.py::test_survivors_go_on_50_trials",
+            "tests/faults/test_blocked_calls.py::"
+            "test_ctrl_c_while_asleep_is_prompt_and_leaves_the_channel_whole",
             *FUZZ_TESTS,
             "--run-slow",
         ]
@@ -124,7 +131,8 @@ def main() -> int:
     eintr = [r for r in rows if r.get("kind") == "eintr"]
     kills = [r for r in rows if r.get("kind") == "killpoint"]
     fuzz = [{**r, "backend": r["decoder"]} for r in rows if r.get("kind") == "fuzz"]
-    if not storms or not eintr or not kills or not fuzz:
+    ctrl_c = [r for r in rows if r.get("kind") == "ctrl_c"]
+    if not storms or not eintr or not kills or not fuzz or not ctrl_c:
         print("some figures were not written", file=sys.stderr)
         return 1
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
@@ -150,6 +158,12 @@ def main() -> int:
         "in the same run:",
         "",
         *_table(eintr, EINTR_COLUMNS),
+        "",
+        "**Ctrl-C while asleep**: a SIGINT from another process once the caller has slept "
+        "50 ms in a receive on an empty channel or a send on a full one, native and pure; "
+        "every channel was then whole for another process, in the same run:",
+        "",
+        *_table(ctrl_c, CTRL_C_COLUMNS, "backend, call"),
         "",
         "**Fuzzing**: hypothesis examples fed to each decoder by the tests that feed it hostile "
         "bytes (frames cut, flipped and made up; msgpack and the numpy array layout, decoded "
