@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import re
 import resource
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,22 @@ import ipckit
 from ipckit.testing import unique_name
 
 _CTX: Any = multiprocessing.get_context("fork")
+
+
+def _in_child(target: Callable[..., None], args: tuple[Any, ...], count: int) -> list[Any]:
+    """Run ``target(*args, results)`` in a forked child; its first ``count`` results."""
+    results = _CTX.Queue()
+    proc = _CTX.Process(target=target, args=(*args, results))
+    proc.start()
+    try:
+        got = [results.get(timeout=60) for _ in range(count)]
+        proc.join(60)
+        return got
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        results.close()
+        results.join_thread()
 
 
 def _ours(tag: str, tmp: str | None = None) -> set[str]:
@@ -132,17 +149,7 @@ def test_out_of_descriptors_names_the_limit_and_leaves_nothing(
     backend: str, tmp_path: Path
 ) -> None:
     tag = unique_name("nofile")
-    results = _CTX.Queue()
-    proc = _CTX.Process(target=_until_refused, args=(backend, tag, str(tmp_path), results))
-    proc.start()
-    try:
-        verdicts = [results.get(timeout=60) for _ in range(14)]
-        proc.join(60)
-    finally:
-        if proc.is_alive():
-            proc.kill()
-        results.close()
-        results.join_thread()
+    verdicts = _in_child(_until_refused, (backend, tag, str(tmp_path)), 14)
     for verdict in verdicts:
         headroom, state, *rest = verdict
         assert state == "refused", verdict
@@ -191,17 +198,7 @@ def test_attaching_out_of_descriptors_leaves_the_channel_to_the_others(
     with ipckit.open(url, create=True) as owner:
         try:
             owner.send("kept")
-            results = _CTX.Queue()
-            proc = _CTX.Process(target=_attach_starved, args=(url, results))
-            proc.start()
-            try:
-                outcomes, extra = results.get(timeout=60)
-                proc.join(60)
-            finally:
-                if proc.is_alive():
-                    proc.kill()
-                results.close()
-                results.join_thread()
+            ((outcomes, extra),) = _in_child(_attach_starved, (url,), 1)
             assert outcomes[-1] == "attached", outcomes
             refusals = outcomes[:-1]
             assert len(refusals) >= 3, outcomes  # the segment, its mapping, the semaphores...
@@ -237,18 +234,7 @@ def test_the_mq_byte_limit_is_named() -> None:
     if not os.path.isdir("/dev/mqueue"):
         pytest.skip("no mqueue filesystem mounted")
     tag = unique_name("mqlim")
-    results = _CTX.Queue()
-    proc = _CTX.Process(target=_mq_until_refused, args=(tag, results))
-    proc.start()
-    try:
-        state, kind, message = results.get(timeout=60)
-        made = results.get(timeout=60)
-        proc.join(60)
-    finally:
-        if proc.is_alive():
-            proc.kill()
-        results.close()
-        results.join_thread()
+    (state, kind, message), made = _in_child(_mq_until_refused, (tag,), 2)
     assert state == "refused", (state, kind, message)
     assert kind == "QueueLimitError" and "RLIMIT_MSGQUEUE" in message, message
     assert 0 < made < 100
