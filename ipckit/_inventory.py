@@ -26,7 +26,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -328,9 +328,17 @@ def _shm_channels(scan: _Scan) -> Iterator[ChannelInfo]:
 # -- mq:// ------------------------------------------------------------------------------
 
 
-def _mq_info(name: str, scan: _Scan) -> ChannelInfo:
-    state = f"{SHM_DIR}/{_MQ_PREFIX}{name}{_MQ_STATE}"
-    url = f"mq://{name}"
+_Inspected = tuple[int | None, int | None, str | None, list[str]]
+
+
+def _queue_info(
+    url: str, state: str, scan: _Scan, inspect: Callable[[bytes], _Inspected]
+) -> ChannelInfo:
+    """An ``mq://`` or ``fifo://`` channel, from its state file and its kernel object.
+
+    ``inspect(creation_id)`` looks at the kernel object without taking a hold and
+    gives ``(capacity, depth, problem, every object of the channel)``.
+    """
     try:
         st = os.stat(state)
         whole, pid, creation_id = read_header(state)
@@ -338,27 +346,7 @@ def _mq_info(name: str, scan: _Scan) -> ChannelInfo:
         raise
     except OSError as exc:
         return _unreadable(url, state, exc)
-    queue = f"{_MQ_DIR}/{name}"
-    capacity = depth = None
-    problem = None if whole else "never finished by its creator"
-    try:
-        import posix_ipc
-
-        mq = posix_ipc.MessageQueue(f"/{name}", read=True, write=False)  # reads nothing
-        try:
-            capacity, depth = mq.max_messages, mq.current_messages
-        finally:
-            mq.close()
-    except Exception as exc:  # noqa: BLE001 - ExistentialError, PermissionError: reported
-        problem = problem or f"its queue cannot be opened ({exc})"
-    objects = [state]
-    if os.path.exists(queue):
-        objects.append(queue)
-    if creation_id:
-        blocks = f"{_MQ_PREFIX}{name}.{creation_id[:6].hex()}.oob."
-        objects += [
-            f"{SHM_DIR}/{e}" for e in scan.entries if e.startswith(blocks) and _MQ_BLOCK.match(e)
-        ]
+    capacity, depth, problem, objects = inspect(creation_id)
     return _info(
         url,
         scan,
@@ -367,10 +355,42 @@ def _mq_info(name: str, scan: _Scan) -> ChannelInfo:
         capacity=capacity,
         depth=depth,
         pid=pid,
-        problem=problem,
+        problem=problem if whole else "never finished by its creator",
         unfinished=not whole,
         objects=objects,
     )
+
+
+def _blocks(scan: _Scan, prefix: str) -> list[str]:
+    return [f"{SHM_DIR}/{e}" for e in scan.entries if e.startswith(prefix)]
+
+
+def _mq_info(name: str, scan: _Scan) -> ChannelInfo:
+    state = f"{SHM_DIR}/{_MQ_PREFIX}{name}{_MQ_STATE}"
+
+    def inspect(creation_id: bytes) -> _Inspected:
+        capacity = depth = None
+        problem = None
+        try:
+            import posix_ipc
+
+            mq = posix_ipc.MessageQueue(f"/{name}", read=True, write=False)  # reads nothing
+            try:
+                capacity, depth = mq.max_messages, mq.current_messages
+            finally:
+                mq.close()
+        except Exception as exc:  # noqa: BLE001 - ExistentialError, PermissionError: reported
+            problem = f"its queue cannot be opened ({exc})"
+        objects = [state]
+        queue = f"{_MQ_DIR}/{name}"
+        if os.path.exists(queue):
+            objects.append(queue)
+        if creation_id:
+            prefix = f"{_MQ_PREFIX}{name}.{creation_id[:6].hex()}.oob."
+            objects += [p for p in _blocks(scan, prefix) if _MQ_BLOCK.match(os.path.basename(p))]
+        return capacity, depth, problem, objects
+
+    return _queue_info(f"mq://{name}", state, scan, inspect)
 
 
 def _mq_channels(scan: _Scan) -> Iterator[ChannelInfo]:
@@ -385,51 +405,35 @@ def _mq_channels(scan: _Scan) -> Iterator[ChannelInfo]:
 
 def _fifo_info(path: str, scan: _Scan) -> ChannelInfo:
     state = path + STATE_SUFFIX
-    url = f"fifo://{path}"
-    try:
-        st = os.stat(state)
-        whole, pid, creation_id = read_header(state)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        return _unreadable(url, state, exc)
-    problem = None if whole else "never finished by its creator"
-    depth = capacity = None
-    objects = [state]
-    try:
-        fst = os.lstat(path)
-    except FileNotFoundError:
-        problem = problem or "its FIFO is gone"
-    else:
-        if not stat.S_ISFIFO(fst.st_mode):
-            problem = problem or "its path is not a FIFO"
+
+    def inspect(creation_id: bytes) -> _Inspected:
+        capacity = depth = None
+        problem = None
+        objects = [state]
+        try:
+            fst = os.lstat(path)
+        except FileNotFoundError:
+            problem = "its FIFO is gone"
         else:
-            objects.insert(0, path)
-            # Opening read-write never blocks, reads nothing and takes no hold.
-            with contextlib.suppress(OSError):
-                fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
-                try:
-                    capacity, depth = pipe_figures(fd)
-                finally:
-                    os.close(fd)
-    if creation_id:
-        blocks = f"ikfifo.{block_base(path)}.{creation_id[:6].hex()}.oob."
-        objects += [f"{SHM_DIR}/{e}" for e in scan.entries if e.startswith(blocks)]
-        note = registry_entry(path, creation_id)
-        if os.path.basename(note) in scan.entries:
-            objects.append(note)
-    return _info(
-        url,
-        scan,
-        held_by=state,
-        made=st,
-        capacity=capacity,
-        depth=depth,
-        pid=pid,
-        problem=problem,
-        unfinished=not whole,
-        objects=objects,
-    )
+            if not stat.S_ISFIFO(fst.st_mode):
+                problem = "its path is not a FIFO"
+            else:
+                objects.insert(0, path)
+                # Opening read-write never blocks, reads nothing and takes no hold.
+                with contextlib.suppress(OSError):
+                    fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+                    try:
+                        capacity, depth = pipe_figures(fd)
+                    finally:
+                        os.close(fd)
+        if creation_id:
+            objects += _blocks(scan, f"ikfifo.{block_base(path)}.{creation_id[:6].hex()}.oob.")
+            note = registry_entry(path, creation_id)
+            if os.path.basename(note) in scan.entries:
+                objects.append(note)
+        return capacity, depth, problem, objects
+
+    return _queue_info(f"fifo://{path}", state, scan, inspect)
 
 
 _FIFO_NOTE = re.compile(
