@@ -126,9 +126,9 @@ class _Scan:
     held: set[str]
     #: False when some process's descriptors could not be read (another user's, not root).
     complete: bool
-    #: Creation ids (12 hex digits) of the queue state files some process has open, read
-    #: through /proc/PID/fd: they hold wherever the file now is (a renamed directory,
-    #: a symlinked path, removed) and whatever its name was.
+    #: Creation ids (12 hex digits) of the queue state files (``*.ikstate``) some process
+    #: has open, read through /proc/PID/fd: they count wherever the file now is (a
+    #: renamed directory, a symlinked path, removed).
     held_ids: frozenset[str] = frozenset()
 
     @classmethod
@@ -153,7 +153,10 @@ class _Scan:
                     if target.startswith(f"{SHM_DIR}/"):
                         held.add(target)
                     if target.endswith(STATE_SUFFIX):
-                        held_ids.add(_held_id(f"{fds}/{fd}"))
+                        try:
+                            held_ids.add(_held_id(f"{fds}/{fd}"))
+                        except OSError:
+                            complete = False  # held, but by which channel cannot be told
         return cls(_entries(SHM_DIR), held, complete, frozenset(held_ids))
 
     def in_use(self, held_by: str, unfinished: bool) -> bool:
@@ -488,16 +491,12 @@ def _noted_paths(scan: _Scan) -> list[str]:
     """FIFO paths from the notes whose state file has the note's owner (not a forged one)."""
     paths = []
     for path, _ident, uid in _notes(scan).values():
+        if os.path.realpath(path) != path:
+            continue  # through a symlink: --dir finds it (a note must not steer root)
         with contextlib.suppress(OSError):
             if os.stat(path + STATE_SUFFIX, follow_symlinks=False).st_uid == uid:
                 paths.append(path)
     return paths
-
-
-def _fifo_key(entry: str) -> tuple[str, str] | None:
-    """``(block base, id)`` of a ``fifo://`` note or block in /dev/shm, else None."""
-    m = _FIFO_NOTE.match(entry) or _FIFO_BLOCK.match(entry)
-    return None if m is None else (m["base"], m["id"])
 
 
 def _fifo_channels(dirs: Iterable[str], scan: _Scan) -> Iterator[ChannelInfo]:
@@ -556,15 +555,18 @@ def _orphans(scan: _Scan, channels: list[ChannelInfo]) -> list[str]:
 
     Only when every process's descriptors could be read: a part of a channel that
     was unlinked while handles still had it open is theirs until their last close.
-    A ``fifo://`` note whose channel is gone (its FIFO and state file were removed
-    without ``unlink()``) goes with that channel's blocks, unless some process still
-    has a state file of that creation open (wherever it is now).
+    A ``fifo://`` block goes once no process has a state file of its creation open
+    (wherever that file now is): the FIFO's contents, its reference included, died
+    with the last descriptor. A note goes when its channel is gone (its FIFO and
+    state file were removed without ``unlink()``) and nobody holds that creation.
     """
     if not scan.complete:
         return []
     owned = {p for ch in channels for p in ch.objects}
-    gone_fifos = {
-        (block_base(path), ident)
+    # A FIFO's contents die with its last descriptor, references and all: a block whose
+    # creation no process holds is garbage whether or not its channel is still there.
+    gone_notes = {
+        note
         for note, (path, ident, _uid) in _notes(scan).items()
         if note not in owned and ident not in scan.held_ids and not _fifo_may_live(path, ident)
     }
@@ -587,9 +589,14 @@ def _orphans(scan: _Scan, channels: list[ChannelInfo]) -> list[str]:
             state = f"{SHM_DIR}/{_MQ_PREFIX}{m['name']}{_MQ_STATE}"
             if m["name"] not in mq_names and state not in scan.held:
                 out.append(path)
-        elif _fifo_key(entry) in gone_fifos:
+        elif path in gone_notes or _unheld_fifo_block(entry, scan):
             out.append(path)
     return out
+
+
+def _unheld_fifo_block(entry: str, scan: _Scan) -> bool:
+    m = _FIFO_BLOCK.match(entry)
+    return m is not None and m["id"] not in scan.held_ids
 
 
 def unlink_part(path: str) -> bool:
@@ -625,20 +632,47 @@ def remove_if_still_stale(info: ChannelInfo) -> bool:
     attaches meanwhile either got in first (then the lock is refused) or waits and
     finds the channel gone, as after ``unlink()``.
     """
+    directory, name = os.path.split(info.held_by)
     try:
-        fd = os.open(info.held_by, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return False
     try:
-        if os.fstat(fd).st_ino != info.inode:
-            return False  # made again since it was listed: a new channel
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = os.open(
+                name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd
+            )
         except OSError:
-            return False  # someone attached meanwhile
-        return not remove_channel(info)
+            return False
+        try:
+            if os.fstat(fd).st_ino != info.inode:
+                return False  # made again since it was listed: a new channel
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return False  # someone attached meanwhile
+            # What lies beside the held file goes through the directory it was found in:
+            # a path component swapped for a symlink since cannot point this elsewhere.
+            return all(
+                _unlink_at(dfd, os.path.basename(p))
+                if os.path.dirname(p) == directory
+                else unlink_part(p)
+                for p in info.objects
+            )
+        finally:
+            os.close(fd)
     finally:
-        os.close(fd)
+        os.close(dfd)
+
+
+def _unlink_at(dfd: int, name: str) -> bool:
+    try:
+        os.unlink(name, dir_fd=dfd)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def plan_cleanup(fifo_dirs: Iterable[str] = ()) -> tuple[list[ChannelInfo], list[str]]:

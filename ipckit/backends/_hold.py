@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
+import threading
 import weakref
 
 __all__ = ["Hold", "map_unlocked"]
@@ -42,49 +43,67 @@ def map_unlocked(fd: int, size: int, prot: int = mmap.PROT_READ | mmap.PROT_WRIT
 class Hold:
     """A descriptor of one channel file this process holds ``LOCK_SH`` on, once taken."""
 
-    __slots__ = ("__weakref__", "_child", "fd", "held")
+    __slots__ = ("__weakref__", "_child", "_shares_parent", "fd", "held")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.held = False
         self._child = -1
-        _live.add(self)
+        # A child whose own hold could not be made before the fork: its descriptor is
+        # the parent's description, so it can never tell that it is the last.
+        self._shares_parent = False
+        with _forking:
+            _live.add(self)
 
     def take(self) -> None:
         """Take this handle's shared hold (blocks only while a last-holder check runs)."""
-        fcntl.flock(self.fd, fcntl.LOCK_SH)
-        self.held = True
+        with _forking:
+            fcntl.flock(self.fd, fcntl.LOCK_SH)
+            self.held = True
 
-    def is_last(self) -> bool:
-        """True if no other handle, in any process, holds the file; keeps this hold."""
+    def is_last_closing(self) -> bool:
+        """For a handle that is closing: True if no other handle, anywhere, holds the file.
+
+        When True the file stays locked exclusively until :meth:`close`, so a process
+        attaching meanwhile waits until this handle has cleaned up and gone. When False
+        this handle's hold is gone already (a refused upgrade drops the shared lock,
+        flock(2)), so of two handles closing at once the second finds itself last.
+        """
+        if self._shares_parent:
+            return False
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            # A refused upgrade has dropped the shared lock (Linux flock(2)): take it again.
-            fcntl.flock(self.fd, fcntl.LOCK_SH)
             return False
-        fcntl.flock(self.fd, fcntl.LOCK_SH)
         return True
 
     def close(self) -> None:
         """Close the descriptor (the hold goes with it); idempotent."""
-        _live.discard(self)
-        for fd in (self.fd, self._child):
-            if fd >= 0:
-                os.close(fd)
-        self.fd = self._child = -1
-        self.held = False
+        with _forking:
+            _live.discard(self)
+            for fd in (self.fd, self._child):
+                if fd >= 0:
+                    os.close(fd)
+            self.fd = self._child = -1
+            self.held = False
 
     # -- fork ---------------------------------------------------------------------------
 
     def _before_fork(self) -> None:
-        if self.held and self._child < 0:
-            try:
-                fd = os.open(f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC)
-                fcntl.flock(fd, fcntl.LOCK_SH)
-            except OSError:
-                return  # the child shares the parent's hold, as without this
-            self._child = fd
+        if not self.held or self._child >= 0:
+            return
+        try:
+            fd = os.open(f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self._child = _SHARED  # no descriptor to spare: the child shares the hold
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except OSError:
+            os.close(fd)
+            self._child = _SHARED
+            return
+        self._child = fd
 
     def _after_fork_in_parent(self) -> None:
         fd, self._child = self._child, -1
@@ -96,24 +115,41 @@ class Hold:
         if fd >= 0:
             os.close(self.fd)  # the parent's description, and the parent's lock
             self.fd = fd
+        elif fd == _SHARED:
+            self._shares_parent = True
 
 
+_SHARED = -2
 _live: weakref.WeakSet[Hold] = weakref.WeakSet()
+# Held from before a fork until after it, in both processes, and around every change
+# of a hold: a hold closed by another thread mid-fork would lose its child twin.
+_forking = threading.Lock()
+_prepared: list[Hold] = []
 
 
 def _before_fork() -> None:
-    for hold in list(_live):
+    _forking.acquire()
+    _prepared[:] = list(_live)
+    for hold in _prepared:
         hold._before_fork()
 
 
 def _after_fork_in_parent() -> None:
-    for hold in list(_live):
-        hold._after_fork_in_parent()
+    try:
+        for hold in _prepared:
+            hold._after_fork_in_parent()
+    finally:
+        _prepared.clear()
+        _forking.release()
 
 
 def _after_fork_in_child() -> None:
-    for hold in list(_live):
-        hold._after_fork_in_child()
+    try:
+        for hold in _prepared:
+            hold._after_fork_in_child()
+    finally:
+        _prepared.clear()
+        _forking.release()
 
 
 os.register_at_fork(

@@ -208,7 +208,7 @@ class QueueState:
 
     def last_holder(self) -> bool:
         """True if no other handle (in any process) has this state file open."""
-        return self._hold.fd >= 0 and self._hold.is_last()
+        return self._hold.fd >= 0 and self._hold.is_last_closing()
 
     def close(self) -> None:
         """Unmap the state and drop this handle's hold (the file stays for other handles)."""

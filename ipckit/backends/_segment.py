@@ -21,6 +21,7 @@ Nothing here registers with ``resource_tracker``: a named channel lives until
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 
@@ -63,10 +64,15 @@ class Segment:
         path = os.path.join(SHM_DIR, name)
         fd = os.open(path, _FLAGS | os.O_CREAT | os.O_EXCL, mode)
         try:
+            # Held from the first moment: an attacher that finds it unfinished can tell
+            # a creator still at work (reserving many GiB takes seconds) from a dead one.
+            fcntl.flock(fd, fcntl.LOCK_SH)
             os.fchmod(fd, mode)  # the umask must not narrow or widen what was asked
             # Reserve the pages now: a full /dev/shm fails here, not with SIGBUS later.
             os.posix_fallocate(fd, 0, size)
-            return cls(path, fd, size)
+            segment = cls(path, fd, size)
+            segment.hold.take()
+            return segment
         except BaseException:
             try:
                 _remove_if_same(path, fd)

@@ -145,7 +145,7 @@ def _register(path: str, creation_id: bytes, mode: int) -> None:
         return  # no /dev/shm, or full: the channel works, only the tools must be told
     try:
         os.fchmod(fd, mode)
-        os.write(fd, os.fsencode(os.path.abspath(path)))
+        os.write(fd, os.fsencode(os.path.realpath(path)))
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(entry)

@@ -81,6 +81,8 @@ NAME_TEMPLATES = (
 # index. struct.pack_into is not safe here: CPython zeroes the target before
 # packing into it (s_pack_internal), and a reader could see the zero.
 _ATTACH_WAIT = 2.0
+#: How much longer an attacher waits for a creator that is alive but not done yet.
+_CREATOR_STALL = 60.0
 # References to a lent window while nothing else views it: the _Lend's slot and
 # getrefcount's argument.
 _WINDOW_REFS = 2
@@ -286,7 +288,7 @@ class ShmTransport:
                 shm.close()  # not ours: a ProtocolError, with nothing left open
                 raise
             shm.close()
-            if time.monotonic() > deadline:
+            if self._creator_gone(deadline):
                 raise self._never_finished()
             time.sleep(0.005)
         self._shm = shm
@@ -297,9 +299,21 @@ class ShmTransport:
         self._setup(buf, capacity, max_message)
         self._open_sync(create=False, words=self._w)
 
+    def _creator_gone(self, deadline: float) -> bool:
+        """Past the wait, and no process holds the unfinished segment (its creator died).
+
+        A live creator holds it from the moment it exists: reserving many GiB takes
+        seconds, so it gets up to _CREATOR_STALL more before it counts as stalled.
+        """
+        now = time.monotonic()
+        if now <= deadline:
+            return False
+        held = not _oob.nobody_holds(f"{_oob.SHM_DIR}/{self._names.segment}")
+        return not held or now > deadline + _CREATOR_STALL
+
     def _never_finished(self) -> ProtocolError:
         return ProtocolError(
-            f"{self.url} exists but was never finished: its creator died while "
+            f"{self.url} exists but was never finished: its creator died (or stalled) while "
             "creating it; remove it with unlink() (or `ipckit rm`/`ipckit gc`) and "
             "create it again"
         )
@@ -317,7 +331,7 @@ class ShmTransport:
             if shm is not None:
                 return shm
             # An empty segment: its creator has not sized it yet, or died first.
-            if time.monotonic() > deadline:
+            if self._creator_gone(deadline):
                 raise self._never_finished()
             time.sleep(0.001)
 
@@ -404,7 +418,7 @@ class ShmTransport:
     def _last_holder(self) -> bool:
         """True when no other handle (in any process) has this channel open."""
         shm = self._shm
-        return shm is not None and shm.hold.is_last()
+        return shm is not None and shm.hold.is_last_closing()
 
     def _still_ours(self) -> bool:
         """True while the name leads to the segment this handle made or attached."""

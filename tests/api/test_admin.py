@@ -451,3 +451,38 @@ def test_another_user_may_unlink_a_shared_fifo(tmp_path: Path) -> None:
         results.close()
         results.join_thread()
         shutil.rmtree(shared)
+
+
+def test_gc_collects_the_blocks_of_an_unlinked_fifo_whose_last_holder_was_killed(
+    tmp_path: Path,
+) -> None:
+    """unlink() took the note; the holder died: the blocks are nobody's (the FIFO died too)."""
+    url = _url("fifo", tmp_path)
+    ready = _CTX.Event()
+    holder = _CTX.Process(target=_hold_until_killed, args=(url, ready))
+    with ipckit.open(url, create=True) as a:
+        a.send_bytes(os.urandom(1 << 20))
+        holder.start()
+        assert ready.wait(30)
+        a.unlink()
+    try:
+        blocks = {p for p in _everything(tmp_path, url) if ".oob." in p}
+        assert blocks
+        holder.kill()
+        holder.join(30)
+        if not _Scan.now().complete:
+            pytest.skip("another user's processes hide what they hold")
+        assert set(plan_cleanup()[1]) >= blocks
+        ipckit.cleanup_stale()
+        assert _everything(tmp_path, url) == set()
+    finally:
+        if holder.is_alive():
+            holder.kill()
+        holder.join(10)
+
+
+def _hold_until_killed(url: str, ready: Any) -> None:
+    # No Event to wait on: notifying one whose waiter was killed never returns.
+    with ipckit.open(url):
+        ready.set()
+        time.sleep(60)

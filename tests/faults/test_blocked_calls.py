@@ -136,6 +136,8 @@ def _interrupted(backend: str, call: str, stamps: tuple[int, int]) -> float:
     a, b = FACTORIES[backend]()
     results, report = ipckit.pipe()
     progress = _Shared()
+    killer: Any = None
+    receiver: Any = None
     try:
         with results, report:
             killer = _FORK.Process(
@@ -178,6 +180,10 @@ def _interrupted(backend: str, call: str, stamps: tuple[int, int]) -> float:
                 assert b.recv_bytes(timeout=BOUND) == b"again"
             return caught - killed
     finally:
+        for proc in (killer, receiver):
+            if proc is not None and proc.is_alive():  # a failed trial: a loose SIGINT
+                proc.kill()  # would land in some later test
+                proc.join(BOUND)
         progress.close()
         b.close()
         a.close()

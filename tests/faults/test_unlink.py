@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from typing import Any
 
 import pytest
 
 import ipckit
+from ipckit.testing import unique_name
 from tests.conformance.test_contract import FACTORIES
 
 _FORK: Any = multiprocessing.get_context("fork")
@@ -92,3 +95,73 @@ def test_a_forked_child_that_closes_last_sweeps_the_blocks(backend: str) -> None
 
 def _name(ch: ipckit.Channel) -> str:
     return os.path.basename(ch.url.partition("://")[2])
+
+
+def test_an_attacher_waits_for_the_last_close_to_finish_cleaning_up(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the last handle sweeps, the file stays locked exclusively: no one slips in.
+
+    An attacher that got in would find the FIFO still open (its references alive)
+    and then lose the blocks the sweep removes.
+    """
+    from ipckit.backends import _queue
+
+    url = f"fifo://{tmp_path}/{unique_name('sweep')}"
+    a = ipckit.open(url, create=True)
+    a.send_bytes(os.urandom(1 << 20))
+    sweep = _queue.sweep_blocks
+    sweeping = threading.Event()
+
+    def slow_sweep(prefix: str) -> int:
+        sweeping.set()
+        time.sleep(1.0)
+        return sweep(prefix)
+
+    monkeypatch.setattr(_queue, "sweep_blocks", slow_sweep)
+    closer = threading.Thread(target=a.close)
+    closer.start()
+    try:
+        assert sweeping.wait(10)
+        with ipckit.open(url) as b:  # waits for the hold, then finds the contents gone
+            with pytest.raises(ipckit.Empty):
+                b.recv_bytes(timeout=0.5)
+            b.unlink()
+    finally:
+        closer.join(10)
+
+
+@pytest.mark.parametrize("backend", NAMED)
+def test_forks_racing_opens_and_closes_leave_no_hold_behind(backend: str) -> None:
+    """A handle closed by one thread while another forks keeps no descriptor (no hold)."""
+    a, b = FACTORIES[backend]({}, {})
+    b.close()
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            _attach(a).close()
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        for _ in range(100):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child only exits
+                os._exit(0)
+            os.waitpid(pid, 0)
+    finally:
+        stop.set()
+        thread.join(30)
+    name = _name(a)
+    a.close()
+    held = [t for fd in os.listdir("/proc/self/fd") if name in (t := _target(fd))]
+    assert held == [], held
+    a.unlink()
+
+
+def _target(fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""

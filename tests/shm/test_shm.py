@@ -469,3 +469,23 @@ def test_an_empty_segment_whose_creator_died_is_never_finished(url: str) -> None
             ipckit.open(url)
     finally:
         os.unlink(path)
+
+
+def test_an_attacher_waits_for_a_live_creator_past_the_usual_wait(url: str) -> None:
+    """Held by its (live) creator, an unfinished segment is waited for, not declared dead."""
+    import fcntl
+    import threading
+
+    path = f"/dev/shm/ikshm.{url.removeprefix('shm://')}"
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # what a creator does first
+    released = threading.Timer(3.0, os.close, (fd,))  # then it "dies", the file unsized
+    released.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProtocolError, match="never finished"):
+            ipckit.open(url)
+        assert time.monotonic() - started >= 2.9  # past the 2 s wait while it was held
+    finally:
+        released.join()
+        os.unlink(path)
