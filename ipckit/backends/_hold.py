@@ -23,6 +23,8 @@ import mmap
 import os
 import threading
 import weakref
+from collections.abc import Callable
+from functools import partial
 
 __all__ = ["Hold", "map_unlocked"]
 
@@ -134,19 +136,10 @@ def _before_fork() -> None:
         hold._before_fork()
 
 
-def _after_fork_in_parent() -> None:
+def _after_fork(step: Callable[[Hold], None]) -> None:
     try:
         for hold in _prepared:
-            hold._after_fork_in_parent()
-    finally:
-        _prepared.clear()
-        _forking.release()
-
-
-def _after_fork_in_child() -> None:
-    try:
-        for hold in _prepared:
-            hold._after_fork_in_child()
+            step(hold)
     finally:
         _prepared.clear()
         _forking.release()
@@ -154,6 +147,6 @@ def _after_fork_in_child() -> None:
 
 os.register_at_fork(
     before=_before_fork,
-    after_in_parent=_after_fork_in_parent,
-    after_in_child=_after_fork_in_child,
+    after_in_parent=partial(_after_fork, Hold._after_fork_in_parent),
+    after_in_child=partial(_after_fork, Hold._after_fork_in_child),
 )
