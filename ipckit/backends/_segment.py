@@ -21,7 +21,6 @@ Nothing here registers with ``resource_tracker``: a named channel lives until
 
 from __future__ import annotations
 
-import fcntl
 import mmap
 import os
 
@@ -37,16 +36,17 @@ class Segment:
     """A mapped segment: its descriptor, size and a byte view of the whole mapping.
 
     ``hold`` is the handle's hold on the channel (:mod:`ipckit.backends._hold`),
-    taken once the channel is whole.
+    which owns the descriptor: a creator takes it at once, an attacher once the
+    channel is whole.
     """
 
-    def __init__(self, path: str, fd: int, size: int) -> None:
+    def __init__(self, path: str, hold: Hold, size: int) -> None:
         self.path = path
         self.size = size
-        self.ino = os.fstat(fd).st_ino
-        self._mmap: mmap.mmap | None = map_unlocked(fd, size)
+        self.hold = hold
+        self.ino = os.fstat(hold.fd).st_ino
+        self._mmap: mmap.mmap | None = map_unlocked(hold.fd, size)
         self.buf = memoryview(self._mmap)
-        self.hold = Hold(fd)
 
     @property
     def fd(self) -> int:
@@ -62,22 +62,20 @@ class Segment:
         ``EMFILE`` from ``mmap``) removes what this call made before it raises.
         """
         path = os.path.join(SHM_DIR, name)
-        fd = os.open(path, _FLAGS | os.O_CREAT | os.O_EXCL, mode)
+        hold = Hold(os.open(path, _FLAGS | os.O_CREAT | os.O_EXCL, mode))
         try:
             # Held from the first moment: an attacher that finds it unfinished can tell
             # a creator still at work (reserving many GiB takes seconds) from a dead one.
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            os.fchmod(fd, mode)  # the umask must not narrow or widen what was asked
+            hold.take()
+            os.fchmod(hold.fd, mode)  # the umask must not narrow or widen what was asked
             # Reserve the pages now: a full /dev/shm fails here, not with SIGBUS later.
-            os.posix_fallocate(fd, 0, size)
-            segment = cls(path, fd, size)
-            segment.hold.take()
-            return segment
+            os.posix_fallocate(hold.fd, 0, size)
+            return cls(path, hold, size)
         except BaseException:
             try:
-                _remove_if_same(path, fd)
+                _remove_if_same(path, hold.fd)
             finally:
-                os.close(fd)
+                hold.close()
             raise
 
     @classmethod
@@ -88,15 +86,15 @@ class Segment:
         segment itself: it belongs to its creator and every other handle.
         """
         path = os.path.join(SHM_DIR, name)
-        fd = os.open(path, _FLAGS)
+        hold = Hold(os.open(path, _FLAGS))
         try:
-            size = os.fstat(fd).st_size
+            size = os.fstat(hold.fd).st_size
             if size == 0:
-                os.close(fd)
+                hold.close()
                 return None
-            return cls(path, fd, size)
+            return cls(path, hold, size)
         except BaseException:
-            os.close(fd)
+            hold.close()
             raise
 
     def close(self) -> None:
