@@ -18,8 +18,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from ipckit import aio
-from ipckit._bench.child import _WARMUP, describe_mismatch
-from ipckit._bench.stats import percentile
+from ipckit._bench.child import _WARMUP, describe_mismatch, round_trips
 from ipckit._bench.workloads import END
 from ipckit.channel import Channel
 
@@ -118,14 +117,7 @@ def ping(
                 samples.append(took)
             i += 1
         await tx.send_bytes(END)
-        samples.sort()
-        return {
-            "sent": i,
-            "samples": len(samples),
-            "p50_us": percentile(samples, 50) / 1000,
-            "p99_us": percentile(samples, 99) / 1000,
-            "failure": failure,
-        }
+        return round_trips(i, samples, failure)
 
     return asyncio.run(run())
 

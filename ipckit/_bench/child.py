@@ -177,9 +177,14 @@ def ping(
             samples.append(took)
         i += 1
     send(END)
+    return round_trips(i, samples, failure)
+
+
+def round_trips(sent: int, samples: list[int], failure: str | None) -> dict[str, Any]:
+    """A ping-pong's report: round-trip percentiles (us) from ``samples`` (ns)."""
     samples.sort()
     return {
-        "sent": i,
+        "sent": sent,
         "samples": len(samples),
         "p50_us": percentile(samples, 50) / 1000,
         "p99_us": percentile(samples, 99) / 1000,
